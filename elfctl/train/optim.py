@@ -1,0 +1,115 @@
+"""Optimisers, learning-rate schedule and EMA of the weights.
+
+``muon``: ``torch.optim.Muon`` for the 2-D weight matrices of the network, and Nesterov-Adam for everything
+else (biases, norms, prefix tokens, learned token embeddings). Nesterov-Adam is ``torch.optim.NAdam`` with a
+huge ``momentum_decay``: its momentum warm-up factor then equals beta1 from the first step, which is exactly
+the bias-corrected Nesterov-Adam of the authors' code. Muon's own update follows torch's implementation
+(Keller Jordan's shape scaling sqrt(max(1, fan_out / fan_in)), no Nesterov bias correction).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+import torch.nn as nn
+
+NADAM_MOMENTUM_DECAY = 1e6  # makes NAdam's mu_t == beta1 for every t >= 1
+
+
+def peak_lr(optim_cfg, global_batch: int) -> float:
+    """lr = blr × global_batch / 256, unless an absolute lr is given."""
+    return optim_cfg.lr if optim_cfg.lr is not None else optim_cfg.blr * global_batch / 256
+
+
+def lr_factor(step: int, *, warmup: int, total: int, schedule: str, min_ratio: float) -> float:
+    """Multiplier of the peak lr at optimizer step ``step`` (0-based): linear warm-up, then constant/cosine."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "cosine":
+        progress = min(max((step - warmup) / max(1, total - warmup), 0.0), 1.0)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return 1.0
+
+
+def _split_params(modules: Iterable[nn.Module]) -> tuple[list, list]:
+    """(matrices for Muon, everything else). Embedding tables are not treated as matrices."""
+    matrices, others = [], []
+    for module in modules:
+        embedding_ids = {id(m.weight) for m in module.modules() if isinstance(m, nn.Embedding)}
+        for p in module.parameters():
+            if not p.requires_grad:
+                continue
+            (matrices if p.ndim == 2 and id(p) not in embedding_ids else others).append(p)
+    return matrices, others
+
+
+class Optimizers:
+    """One or two torch optimizers stepped together, with one lr schedule."""
+
+    def __init__(self, optim_cfg, modules: list[nn.Module], *, lr: float, total_steps: int):
+        self.cfg = optim_cfg
+        self.lr = lr
+        self.total_steps = total_steps
+        c = optim_cfg
+        if c.optimizer == "muon":
+            matrices, others = _split_params(modules)
+            self.optimizers = [
+                torch.optim.Muon(matrices, lr=lr, weight_decay=c.weight_decay, momentum=c.muon_momentum,
+                                 nesterov=True),
+                torch.optim.NAdam(others, lr=lr, betas=(c.adam_b1, 0.999), eps=1e-8,
+                                  weight_decay=c.weight_decay, decoupled_weight_decay=True,
+                                  momentum_decay=NADAM_MOMENTUM_DECAY),
+            ]
+        else:
+            params = [p for m in modules for p in m.parameters() if p.requires_grad]
+            self.optimizers = [torch.optim.AdamW(params, lr=lr, betas=(c.adam_b1, c.adam_b2),
+                                                 weight_decay=c.weight_decay)]
+        self.set_step(0)
+
+    def set_step(self, step: int) -> float:
+        """Set every group's lr for optimizer step ``step``; returns that lr."""
+        c = self.cfg
+        lr = self.lr * lr_factor(step, warmup=c.warmup_steps, total=self.total_steps, schedule=c.schedule,
+                                 min_ratio=c.min_lr_ratio)
+        for opt in self.optimizers:
+            for group in opt.param_groups:
+                group["lr"] = lr
+        return lr
+
+    def step(self) -> None:
+        for opt in self.optimizers:
+            opt.step()
+
+    def zero_grad(self) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+
+    def state_dict(self) -> list[dict]:
+        return [opt.state_dict() for opt in self.optimizers]
+
+    def load_state_dict(self, states: list[dict]) -> None:
+        for opt, state in zip(self.optimizers, states):
+            opt.load_state_dict(state)
+
+
+class EMA:
+    """Exponential moving average of a module's parameters (buffers are copied as they are)."""
+
+    def __init__(self, module: nn.Module, decay: float):
+        self.decay = decay
+        self.names = [n for n, _ in module.named_parameters()]
+        self.shadow = [p.detach().clone().float() for p in module.parameters()]
+
+    @torch.no_grad()
+    def update(self, module: nn.Module) -> None:
+        params = [p.detach().float() for p in module.parameters()]
+        torch._foreach_lerp_(self.shadow, params, 1.0 - self.decay)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(zip(self.names, self.shadow))
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for i, name in enumerate(self.names):
+            self.shadow[i].copy_(state[name])

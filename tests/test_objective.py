@@ -1,0 +1,145 @@
+"""The training objective against hand-computed values (ELF-METHOD §3)."""
+
+import math
+
+import torch
+import torch.nn as nn
+
+from elfctl.config import load_config
+from elfctl.model import ELF
+from elfctl.objective import Draws, ElfObjective
+
+
+class StubNet(nn.Module):
+    """x̂ = a + b·x_sc everywhere; decode logits fixed to [0, ln 3]. Records every call."""
+
+    def __init__(self, a=0.0, b=0.0):
+        super().__init__()
+        self.a, self.b = a, b
+        self.calls = []
+
+    def forward(self, z, t, *, x_sc=None, sc_cfg=None, decode=None, key_mask=None, return_logits=None):
+        self.calls.append(dict(z=z.clone(), t=t.clone(), x_sc=None if x_sc is None else x_sc.clone(),
+                               sc_cfg=sc_cfg, decode=decode))
+        x_sc = torch.zeros_like(z) if x_sc is None else x_sc
+        out = self.a + self.b * x_sc
+        logits = torch.tensor([0.0, math.log(3.0)]).expand(*z.shape[:2], 2) if return_logits else None
+        return out, logits
+
+
+def objective(**over):
+    cfg = load_config(None, [f"objective.{k}={v}" for k, v in over.items()])
+    return ElfObjective(cfg.objective, use_sc_cfg=False)
+
+
+def draws(B, L, C, *, t, eps=1.0, decode=(), sc=(), w=None, lam=0.5, eps_dec=0.0):
+    return Draws(t=torch.tensor(t), eps=torch.full((B, L, C), eps), decode_rows=torch.tensor(
+        [i in decode for i in range(B)]), lam=torch.full((B, L, 1), lam), eps_dec=torch.full((B, L, C), eps_dec),
+        sc_rows=torch.tensor([i in sc for i in range(B)]), sc_cfg=None if w is None else torch.tensor(w))
+
+
+def test_loss_equals_hand_computed_value_for_one_denoise_and_one_decode_row():
+    # Row 0 denoises: x = 1, t = 0.5, eps = 1, s = 2 -> z = 0.5 + 0.5*2 = 1.5; x̂ = 0 ->
+    #   v̂ = (0 - 1.5)/0.5 = -3, v = (1 - 1.5)/0.5 = -1, L2 = 4.
+    # Row 1 decodes: logits [0, ln 3], target 0 -> CE = ln 4.  Loss = (4 + ln 4) / 2 positions.
+    obj = objective(noise_scale=2.0, t_eps=0.05, self_cond_prob=0.0)
+    x = torch.ones(2, 1, 1)
+    ids = torch.zeros(2, 1, dtype=torch.long)
+    am = torch.ones(2, 1, dtype=torch.bool)
+    cm = torch.zeros(2, 1, dtype=torch.bool)
+    out = obj(StubNet(), x, ids, am, cm, draws=draws(2, 1, 1, t=[0.5, 0.3], decode=(1,)))
+    assert math.isclose(out.loss.item(), (4 + math.log(4)) / 2, rel_tol=1e-6)
+    assert math.isclose(out.l2.item(), 4.0, rel_tol=1e-6)
+    assert math.isclose(out.ce.item(), math.log(4), rel_tol=1e-6)
+
+
+def test_decode_branch_input_is_the_per_token_corruption_at_time_one_with_gate_on():
+    obj = objective(decoder_noise_scale=5.0, self_cond_prob=0.0)
+    net = StubNet()
+    x = torch.full((1, 2, 1), 2.0)
+    obj(net, x, torch.zeros(1, 2, dtype=torch.long), torch.ones(1, 2, dtype=torch.bool),
+        torch.zeros(1, 2, dtype=torch.bool), draws=draws(1, 2, 1, t=[0.2], decode=(0,), lam=0.25, eps_dec=1.0))
+    call = net.calls[-1]
+    # z_dec = λ x + (1 − λ) s_dec ε = 0.25*2 + 0.75*5*1 = 4.25
+    assert torch.allclose(call["z"], torch.full((1, 2, 1), 4.25))
+    assert call["t"].tolist() == [1.0]
+    assert call["decode"].tolist() == [1.0]
+    assert torch.equal(call["x_sc"], torch.zeros(1, 2, 1))
+
+
+def test_sc_cfg_target_matches_hand_computation():
+    # x̂ = a + b·x_sc with a = 0.5, b = 2; x = 1, t = 0.5, eps = 1 -> z = 1.5, d = 0.5, v = -1.
+    # first pass (x_sc = 0): x̂_u = 0.5, v_u = -2; conditional pass (x_sc = 0.5): x̂_c = 1.5, v_c = 0.
+    # target = v + (1 - 1/w)(v_c - v_u) = -1 + 0.75*2 = 0.5 (w = 4); trained pass: x̂ = 1.5, v̂ = 0 -> L2 = 0.25.
+    cfg = load_config(None, ["objective.self_cond_prob=1.0"])
+    obj = ElfObjective(cfg.objective, use_sc_cfg=True)
+    net = StubNet(a=0.5, b=2.0)
+    out = obj(net, torch.ones(1, 1, 1), torch.zeros(1, 1, dtype=torch.long), torch.ones(1, 1, dtype=torch.bool),
+              torch.zeros(1, 1, dtype=torch.bool), draws=draws(1, 1, 1, t=[0.5], sc=(0,), w=[4.0]))
+    assert math.isclose(out.l2.item(), 0.25, rel_tol=1e-6)
+    assert len(net.calls) == 3  # first pass, conditional pass, trained pass
+    assert torch.allclose(net.calls[-1]["x_sc"], torch.full((1, 1, 1), 0.5))
+
+
+def test_condition_positions_get_no_noise_and_no_loss():
+    obj = objective(self_cond_prob=0.0)
+    net = StubNet()
+    x = torch.arange(6.0).view(1, 3, 2)
+    cm = torch.tensor([[True, True, False]])
+    ids = torch.zeros(1, 3, dtype=torch.long)
+    out = obj(net, x, ids, torch.ones(1, 3, dtype=torch.bool), cm, draws=draws(1, 3, 2, t=[0.3], eps=7.0))
+    z = net.calls[-1]["z"]
+    assert torch.equal(z[0, :2], x[0, :2])                  # condition kept clean
+    assert not torch.equal(z[0, 2], x[0, 2])                # target noised
+    assert out.n_positions.item() == 1                      # only the target position carries loss
+    # The L2 of the one target position alone, by hand: z = 0.3 x + 0.7*2*7, v̂ = (0 - z)/0.7, v = (x - z)/0.7.
+    zt = 0.3 * x[0, 2] + 0.7 * 2 * 7
+    expect = (((0 - zt) / 0.7 - (x[0, 2] - zt) / 0.7) ** 2).mean()
+    assert math.isclose(out.loss.item(), expect.item(), rel_tol=1e-6)
+
+
+def test_label_drop_zeroes_condition_latents():
+    obj = objective(self_cond_prob=0.0)
+    net = StubNet()
+    x = torch.ones(2, 2, 1)
+    cm = torch.tensor([[True, False], [True, False]])
+    obj(net, x, torch.zeros(2, 2, dtype=torch.long), torch.ones(2, 2, dtype=torch.bool), cm,
+        draws=draws(2, 2, 1, t=[0.5, 0.5]), drop_cond=torch.tensor([True, False]))
+    z = net.calls[-1]["z"]
+    assert z[0, 0, 0].item() == 0.0 and z[1, 0, 0].item() == 1.0
+
+
+def _grads(decoder_prob):
+    torch.manual_seed(0)
+    cfg = load_config(None, [f"objective.decoder_prob={decoder_prob}"])
+    model = ELF(8, 13, depth=2, hidden_size=16, num_heads=2)
+    nn.init.normal_(model.flow_head.weight, std=0.1)  # so the flow head has a gradient path at all
+    obj = ElfObjective(cfg.objective)
+    x = torch.randn(4, 5, 8)
+    ids = torch.randint(0, 13, (4, 5))
+    out = obj(model, x, ids, torch.ones(4, 5, dtype=torch.bool), torch.zeros(4, 5, dtype=torch.bool))
+    out.loss.backward()
+    return out, model
+
+
+def test_decoder_prob_zero_trains_only_the_denoiser():
+    out, model = _grads(0.0)
+    assert out.ce.item() == 0.0 and out.l2.item() > 0
+    assert model.unembed.weight.grad.abs().max().item() == 0.0
+    assert model.flow_head.weight.grad.abs().max().item() > 0.0
+
+
+def test_decoder_prob_one_trains_only_the_decoder():
+    out, model = _grads(1.0)
+    assert out.l2.item() == 0.0 and out.ce.item() > 0
+    assert model.flow_head.weight.grad.abs().max().item() == 0.0
+    assert model.unembed.weight.grad.abs().max().item() > 0.0
+
+
+def test_v_prediction_uses_network_output_as_velocity():
+    cfg = load_config(None, ["objective.self_cond_prob=0.0"])
+    obj = ElfObjective(cfg.objective, prediction="v", use_sc_cfg=False)
+    # x = 1, t = 0.5, eps = 1, s = 2 -> z = 1.5, v = -1; v̂ = 0 -> L2 = 1.
+    out = obj(StubNet(), torch.ones(1, 1, 1), torch.zeros(1, 1, dtype=torch.long), torch.ones(1, 1, dtype=torch.bool),
+              torch.zeros(1, 1, dtype=torch.bool), draws=draws(1, 1, 1, t=[0.5]))
+    assert math.isclose(out.loss.item(), 1.0, rel_tol=1e-6)
