@@ -1,0 +1,363 @@
+"""The training loop: setup → (resume) → steps → checkpoints, on one CPU or many GPUs.
+
+Reads a validated :class:`~elfctl.config.Config`; everything it writes goes into the run directory (see
+``elfctl.train.checkpoint``). Rank 0 logs and checkpoints; every rank computes its own shards
+(``elfctl.train.order``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import torch.nn as nn
+from torch.utils.data import default_collate
+
+from elfctl.config import Config, load_resolved
+from elfctl.errors import ConfigError, ElfRuntimeError
+from elfctl.model import build_model, count_parameters
+from elfctl.objective import ElfObjective
+from elfctl.train import checkpoint as ckpt
+from elfctl.train.distributed import DistInfo, all_reduce_mean, init_distributed
+from elfctl.train.optim import EMA, Optimizers, peak_lr
+from elfctl.train.order import BatchOrder, shard_seed
+
+# Sections whose change makes an existing run's checkpoints meaningless for this recipe.
+RESUME_MUST_MATCH = ("model", "encoder", "data", "objective")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    last_metrics: dict
+    checkpoint: Optional[Path]
+
+
+def _first_difference(a: dict, b: dict, prefix: str = "") -> Optional[str]:
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        path = f"{prefix}{key}"
+        if isinstance(va, dict) and isinstance(vb, dict):
+            diff = _first_difference(va, vb, path + ".")
+            if diff:
+                return diff
+        elif va != vb:
+            return f"{path}: run has {va!r}, recipe has {vb!r}"
+    return None
+
+
+class DataSource:
+    """Tokenizer, encoder and the map-style training set (tokenized text, or a latent cache)."""
+
+    def __init__(self, cfg: Config, run_dir: Path, device: torch.device):
+        from elfctl.data.dataset import build_dataset
+        from elfctl.data.encoders import build_encoder
+        from elfctl.data.tokenize import load_tokenizer
+
+        data_dir = cfg.data.data_dir
+        self.cfg = cfg
+        self.tokenizer = load_tokenizer(cfg.encoder, data_dir=data_dir)
+        self.encoder = build_encoder(cfg.encoder, self.tokenizer, data_dir=data_dir).to(device)
+        self.trainable_encoder = bool(getattr(self.encoder, "trainable", False))
+        self.cache_path = self._cache_path(cfg, run_dir)
+        if self.cache_path is not None:
+            from elfctl.data.cache import LatentCacheDataset, check_manifest
+
+            self.dataset = LatentCacheDataset(self.cache_path)
+            check_manifest(self.dataset.manifest, cfg)
+        else:
+            self.dataset = build_dataset(cfg, cfg.data.train_split, self.tokenizer, data_dir=data_dir)
+        if len(self.dataset) == 0:
+            raise ConfigError(f"data.dataset: '{cfg.data.dataset}' gave no training examples")
+
+    def _cache_path(self, cfg: Config, run_dir: Path) -> Optional[Path]:
+        if cfg.encoder.mode == "learned":
+            if cfg.data.latent_cache:
+                raise ConfigError("data.latent_cache: a learned encoder changes its latents while training; "
+                                  "remove data.latent_cache (latents are computed on the fly)")
+            return None
+        if cfg.data.latent_cache:
+            path = Path(cfg.data.latent_cache)
+            if not (path / "manifest.json").is_file():
+                raise ConfigError(f"data.latent_cache: no latent cache at {path} (build it with `elfctl encode`)")
+            return path
+        default = run_dir / "latents"
+        return default if (default / "manifest.json").is_file() else None
+
+    def batch(self, indices: list[int], device: torch.device) -> dict[str, torch.Tensor]:
+        items = [self.dataset[i] for i in indices]
+        keep = ("input_ids", "attention_mask", "cond_mask", "latents")
+        batch = default_collate([{k: v for k, v in it.items() if k in keep} for it in items])
+        return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+    def latents(self, batch: dict, drop: Optional[torch.Tensor]) -> torch.Tensor:
+        """Clean normalised latents of a batch; re-encodes label-dropped rows of a cache."""
+        from elfctl.data.tokenize import encoder_attention_mask
+
+        ids, am, cm = batch["input_ids"], batch["attention_mask"].bool(), batch["cond_mask"].bool()
+        grad = torch.enable_grad() if self.trainable_encoder else torch.no_grad()
+        if "latents" in batch:
+            x = batch["latents"].float()
+            if drop is not None and drop.any():
+                rows = drop.nonzero().squeeze(1)
+                with torch.no_grad():
+                    enc = self.encoder(ids[rows], encoder_attention_mask(am[rows], cm[rows], drop[rows]))
+                x = x.index_copy(0, rows, enc.float())
+            return x
+        with grad:
+            return self.encoder(ids, encoder_attention_mask(am, cm, drop)).float()
+
+
+class Trainer:
+    def __init__(self, cfg: Config, *, fresh: bool = False, log: Callable[[str], None] = print,
+                 data_source: Optional[Callable[[Config, Path, torch.device], "DataSource"]] = None):
+        """``data_source`` builds the data (default :class:`DataSource`); tests pass synthetic ones."""
+        self.cfg = cfg
+        self.data_source = data_source or DataSource
+        self.fresh = fresh
+        self.log_line = log
+        self.info, self.device = init_distributed(cfg.train.device)
+        self.run_dir = cfg.resolved_run_dir()
+
+    # ------------------------------------------------------------------ setup
+    def _log(self, msg: str) -> None:
+        if self.info.is_main:
+            self.log_line(msg)
+
+    def _prepare_run_dir(self) -> Optional[Path]:
+        latest = ckpt.latest_checkpoint(self.run_dir)
+        if latest is not None:
+            if self.fresh:
+                raise ConfigError(f"train.run_dir: {self.run_dir} already holds checkpoints and --fresh refuses to "
+                                  f"resume; pick another train.run_dir or remove that directory")
+            saved = load_resolved(latest / "config.yaml").to_dict()
+            now = self.cfg.to_dict()
+            for section in RESUME_MUST_MATCH:
+                diff = _first_difference(saved[section], now[section], section + ".")
+                if diff:
+                    raise ConfigError(f"cannot resume {self.run_dir}: {diff}; use another train.run_dir or --fresh "
+                                      f"with a new directory")
+        if self.info.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            ckpt.atomic_write_text(self.run_dir / "config.yaml", self.cfg.to_yaml())
+        return latest
+
+    def _trim_metrics(self, step: int) -> None:
+        """Drop metric lines written after the checkpoint we resume from (they will be recomputed)."""
+        path = self.run_dir / "metrics.jsonl"
+        if not self.info.is_main or not path.is_file():
+            return
+        keep = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    keep.append(line)
+            except json.JSONDecodeError:
+                break  # a torn last line from a kill
+        ckpt.atomic_write_text(path, "".join(line + "\n" for line in keep))
+
+    # ------------------------------------------------------------------ main
+    def run(self) -> TrainResult:
+        cfg, info, device = self.cfg, self.info, self.device
+        latest = self._prepare_run_dir()
+        data = self.data_source(cfg, self.run_dir, device)
+        torch.manual_seed(cfg.train.seed)  # model init is the same on every rank
+        model = build_model(cfg.model, data.encoder.latent_dim, data.encoder.vocab_size).to(device)
+        modules: list[nn.Module] = [model] + ([data.encoder] if data.trainable_encoder else [])
+        accum = cfg.train.grad_accum
+        shards = info.world_size * accum
+        if cfg.train.batch_size % shards:
+            raise ConfigError(f"train.batch_size: {cfg.train.batch_size} must be divisible by world size × "
+                              f"grad_accum = {shards}")
+        lr = peak_lr(cfg.optim, cfg.train.batch_size)
+        opt = Optimizers(cfg.optim, modules, lr=lr, total_steps=cfg.train.steps)
+        ema = EMA(model, cfg.optim.ema_decay)
+        order = BatchOrder(len(data.dataset), cfg.train.batch_size, shards, cfg.train.seed)
+        objective = ElfObjective(cfg.objective, prediction=cfg.model.prediction,
+                                 use_sc_cfg=cfg.model.num_sc_cfg_tokens > 0, pad_token=cfg.data.pad_token)
+
+        step = 0
+        if latest is not None:
+            step = self._restore(latest, model, ema, opt, data)
+            self._trim_metrics(step)
+            self._log(f"resumed {self.run_dir} from step {step}")
+        else:
+            self._trim_metrics(0)
+        self._log(f"model {cfg.model.preset}: {count_parameters(model) / 1e6:.2f}M parameters; "
+                  f"{len(data.dataset)} training examples; lr {lr:.2e}; device {device}; world size {info.world_size}"
+                  + (f"; latent cache {data.cache_path}" if data.cache_path else ""))
+
+        train_model: nn.Module = model
+        if cfg.train.compile:
+            train_model = torch.compile(model)
+        if info.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            train_model = DDP(train_model, device_ids=[device.index] if device.type == "cuda" else None)
+        use_bf16 = cfg.train.bf16 and device.type == "cuda"
+        params = [p for m in modules for p in m.parameters() if p.requires_grad]
+        if cfg.train.steps <= step:
+            self._log(f"nothing to do: run is at step {step} >= train.steps {cfg.train.steps}")
+            return TrainResult(self.run_dir, step, {}, latest)
+
+        window = _Window(device)
+        first_bad = torch.tensor(-1, device=device)
+        last_ckpt = latest
+        last_metrics: dict = {}
+        progress = _Progress(cfg.train.steps, step, enabled=info.is_main)
+        model.train()
+        try:
+            while step < cfg.train.steps:
+                cur_lr = opt.set_step(step)
+                for micro in range(accum):
+                    shard = info.rank * accum + micro
+                    batch = data.batch(order.indices(step, shard), device)
+                    torch.manual_seed(shard_seed(cfg.train.seed, step, shard))
+                    drop = None
+                    if cfg.data.task == "conditional" and cfg.objective.label_drop_prob > 0:
+                        drop = torch.rand(batch["input_ids"].shape[0], device=device) < cfg.objective.label_drop_prob
+                    x = data.latents(batch, drop)
+                    key_mask = batch["attention_mask"].bool() if cfg.data.pad_token == "pad" else None
+                    sync = (contextlib.nullcontext() if micro == accum - 1 or not info.enabled
+                            else train_model.no_sync())
+                    with sync, torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                        out = objective(train_model, x, batch["input_ids"], batch["attention_mask"],
+                                        batch["cond_mask"], drop_cond=drop, key_mask=key_mask, helper_model=model)
+                        (out.loss / accum).backward()
+                    window.add(out, batch["input_ids"].numel())
+                    first_bad = torch.where((first_bad < 0) & ~torch.isfinite(out.loss.detach()),
+                                            torch.tensor(step + 1, device=device), first_bad)
+                grad_norm = (torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip) if cfg.optim.grad_clip > 0
+                             else torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
+                window.grad_norm += grad_norm.detach().float()
+                opt.step()
+                opt.zero_grad()
+                ema.update(model)
+                step += 1
+                window.steps += 1
+
+                is_log = step % cfg.train.log_every == 0 or step == cfg.train.steps
+                is_save = step % cfg.train.save_every == 0 or step == cfg.train.steps
+                if is_log or is_save:
+                    self._check_finite(first_bad)
+                if is_log:
+                    last_metrics = window.flush(step, cur_lr, info, order.epoch_of(step))
+                    if info.is_main:
+                        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+                            f.write(json.dumps(last_metrics) + "\n")
+                        progress.update(step, last_metrics, self._log)
+                if is_save:
+                    last_ckpt = self._save(step, model, ema, opt, data)
+        finally:
+            progress.close()
+        self._log(f"done: step {step}, checkpoint {last_ckpt}")
+        return TrainResult(self.run_dir, step, last_metrics, last_ckpt)
+
+    # ------------------------------------------------------------------ helpers
+    def _check_finite(self, first_bad: torch.Tensor) -> None:
+        bad = first_bad.clone()
+        if self.info.enabled:
+            import torch.distributed as dist
+
+            bad = torch.where(bad < 0, torch.tensor(2**62, device=bad.device), bad)
+            dist.all_reduce(bad, op=dist.ReduceOp.MIN)
+            bad = torch.where(bad == 2**62, torch.tensor(-1, device=bad.device), bad)
+        if int(bad) >= 0:
+            last = ckpt.latest_checkpoint(self.run_dir)
+            raise ElfRuntimeError(f"non-finite loss at step {int(bad)}; stopped without saving. Last good "
+                                  f"checkpoint: {last if last else 'none'} (lower optim.blr or check the data)")
+
+    def _save(self, step: int, model: nn.Module, ema: EMA, opt: Optimizers, data: DataSource) -> Optional[Path]:
+        path = None
+        if self.info.is_main:
+            meta = {"latent_dim": data.encoder.latent_dim, "vocab_size": data.encoder.vocab_size,
+                    "preset": self.cfg.model.preset, "prediction": self.cfg.model.prediction,
+                    "world_size": self.info.world_size, "global_batch": self.cfg.train.batch_size,
+                    "elfctl_version": __import__("elfctl").__version__}
+            enc_state = data.encoder.state_dict() if data.trainable_encoder else None
+            path = ckpt.save_checkpoint(self.run_dir, step, model_state=model.state_dict(),
+                                        ema_state=ema.state_dict(), encoder_state=enc_state,
+                                        train_state={"optimizers": opt.state_dict(), "step": step},
+                                        meta=meta, config_yaml=self.cfg.to_yaml(), keep_last=self.cfg.train.keep_last)
+        if self.info.enabled:
+            import torch.distributed as dist
+
+            dist.barrier()
+        return path
+
+    def _restore(self, path: Path, model: nn.Module, ema: EMA, opt: Optimizers, data: DataSource) -> int:
+        ckpt.load_state_dict_strict(model, ckpt.load_tensors(path, "model"), what=f"checkpoint {path}")
+        ema.load_state_dict(ckpt.load_tensors(path, "ema"))
+        if data.trainable_encoder:
+            data.encoder.load_state_dict(ckpt.load_tensors(path, "encoder"))
+        state = ckpt.load_train_state(path)
+        opt.load_state_dict(state["optimizers"])
+        return int(state["step"])
+
+
+class _Window:
+    """Device-side sums of the metrics between two log steps (one sync per log step)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        z = lambda: torch.zeros((), device=self.device)  # noqa: E731
+        self.loss, self.l2, self.ce, self.grad_norm = z(), z(), z(), z()
+        self.micro = 0
+        self.steps = 0
+        self.tokens = 0
+        self.t0 = time.perf_counter()
+
+    def add(self, out, tokens: int) -> None:
+        self.loss += out.loss.detach().float()
+        self.l2 += out.l2.float()
+        self.ce += out.ce.float()
+        self.micro += 1
+        self.tokens += tokens
+
+    def flush(self, step: int, lr: float, info: DistInfo, epoch: float) -> dict:
+        vals = torch.stack([self.loss, self.l2, self.ce]) / max(self.micro, 1)
+        vals = all_reduce_mean(vals, info).tolist()
+        elapsed = time.perf_counter() - self.t0
+        metrics = {"step": step, "loss": vals[0], "l2": vals[1], "ce": vals[2], "lr": lr,
+                   "grad_norm": float(self.grad_norm) / max(self.steps, 1),
+                   "tokens_per_s": self.tokens * info.world_size / max(elapsed, 1e-9), "epoch": round(epoch, 4)}
+        self.reset()
+        return metrics
+
+
+class _Progress:
+    """A rich progress bar on a terminal; plain log lines otherwise."""
+
+    def __init__(self, total: int, start: int, enabled: bool):
+        self.bar = None
+        if enabled and sys.stdout.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[info]}"), TimeRemainingColumn())
+            self.task = self.bar.add_task("train", total=total, completed=start, info="")
+            self.bar.start()
+
+    def update(self, step: int, m: dict, log: Callable[[str], None]) -> None:
+        text = (f"loss {m['loss']:.4f}  l2 {m['l2']:.4f}  ce {m['ce']:.3f}  lr {m['lr']:.2e}  "
+                f"{m['tokens_per_s']:.0f} tok/s")
+        if self.bar is not None:
+            self.bar.update(self.task, completed=step, info=text)
+        else:
+            loss_ok = math.isfinite(m["loss"])
+            log(f"step {step}  {text}" + ("" if loss_ok else "  (non-finite)"))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

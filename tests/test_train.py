@@ -1,0 +1,155 @@
+"""Training: exact resume after SIGKILL, DDP equivalence, non-finite loss, checkpoint safety."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from elfctl.config import load_config
+from elfctl.errors import ConfigError, ElfRuntimeError
+from elfctl.train import checkpoint as ckpt
+from elfctl.train.optim import lr_factor
+from elfctl.train.order import BatchOrder
+from elfctl.train.trainer import Trainer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synthetic import SyntheticData  # noqa: E402
+
+WORKER = str(Path(__file__).resolve().parent / "train_worker.py")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def losses(run_dir: Path) -> dict[int, float]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return {m["step"]: m["loss"] for m in map(json.loads, lines)}
+
+
+def test_resume_after_sigkill_reproduces_the_uninterrupted_loss_sequence(tmp_path):
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    subprocess.run([sys.executable, WORKER, str(ref)], check=True, env=ENV, capture_output=True, timeout=300)
+
+    # Start the same run, SIGKILL it once the step-4 checkpoint exists and a later step has been logged.
+    proc = subprocess.Popen([sys.executable, WORKER, str(cut)], env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        done = ckpt.latest_checkpoint(cut)
+        if done is not None and (cut / "metrics.jsonl").exists() and max(losses(cut), default=0) >= 6:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = max(losses(cut))
+    assert killed_at < 12, "the run finished before it could be killed"
+    subprocess.run([sys.executable, WORKER, str(cut)], check=True, env=ENV, capture_output=True, timeout=300)
+
+    a, b = losses(ref), losses(cut)
+    assert sorted(a) == sorted(b) == list(range(1, 13))
+    assert a == b  # bit-for-bit, step for step
+    ta = ckpt.load_tensors(ckpt.latest_checkpoint(ref), "ema")
+    tb = ckpt.load_tensors(ckpt.latest_checkpoint(cut), "ema")
+    assert all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_ranks_match_one_process_with_the_same_global_batch(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    common = ["train.steps=3", "train.save_every=3"]
+    subprocess.run([sys.executable, WORKER, str(one), "train.grad_accum=2", *common], check=True, env=ENV,
+                   capture_output=True, timeout=300)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), WORKER, str(two), *common],
+                       env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    la, lb = losses(one), losses(two)
+    assert la.keys() == lb.keys()
+    for step in la:
+        assert la[step] == pytest.approx(lb[step], rel=1e-5, abs=1e-6)
+    wa = ckpt.load_tensors(ckpt.latest_checkpoint(one), "model")
+    wb = ckpt.load_tensors(ckpt.latest_checkpoint(two), "model")
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-6)
+
+
+class NaNData(SyntheticData):
+    """Latents turn non-finite from the 6th batch on."""
+
+    calls = 0
+
+    def latents(self, batch, drop):
+        NaNData.calls += 1
+        x = super().latents(batch, drop)
+        return x * float("nan") if NaNData.calls >= 6 else x
+
+
+def _cfg(run_dir, *over):
+    return load_config(None, ["train.steps=8", "train.batch_size=4", "train.log_every=1", "train.save_every=4",
+                              "data.max_length=6", "model.depth=1", "model.hidden_size=16", "model.num_heads=2",
+                              f"train.run_dir={run_dir}", *over])
+
+
+def test_non_finite_loss_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    NaNData.calls = 0
+    with pytest.raises(ElfRuntimeError, match="non-finite loss at step 6"):
+        Trainer(_cfg(tmp_path / "r"), data_source=NaNData, log=lambda s: None).run()
+    latest = ckpt.latest_checkpoint(tmp_path / "r")
+    assert latest.name == "step_00000004"
+    weights = ckpt.load_tensors(latest, "model")
+    assert all(torch.isfinite(v).all() for v in weights.values())
+
+
+def test_fresh_refuses_and_changed_model_refuses_to_resume(tmp_path):
+    Trainer(_cfg(tmp_path / "r", "train.steps=4"), data_source=SyntheticData, log=lambda s: None).run()
+    with pytest.raises(ConfigError, match="--fresh"):
+        Trainer(_cfg(tmp_path / "r"), fresh=True, data_source=SyntheticData, log=lambda s: None).run()
+    with pytest.raises(ConfigError, match="model.hidden_size"):
+        Trainer(_cfg(tmp_path / "r", "model.hidden_size=32"), data_source=SyntheticData, log=lambda s: None).run()
+
+
+def test_half_written_checkpoint_never_counts_and_old_ones_are_pruned(tmp_path):
+    run = tmp_path / "r"
+    Trainer(_cfg(run, "train.steps=12", "train.keep_last=2"), data_source=SyntheticData, log=lambda s: None).run()
+    names = [p.name for p in ckpt.list_checkpoints(run)]
+    assert names == ["step_00000008", "step_00000012"]
+    # A crash mid-write leaves a temp dir, or a step dir without meta.json: neither is a checkpoint.
+    (run / "checkpoints" / ".tmp-step_00000016-1").mkdir()
+    torn = run / "checkpoints" / "step_00000020"
+    torn.mkdir()
+    (torn / "model.safetensors").write_bytes(b"\0" * 10)
+    assert ckpt.latest_checkpoint(run).name == "step_00000012"
+
+
+def test_lr_schedule_warmup_then_constant_or_cosine():
+    assert lr_factor(0, warmup=4, total=10, schedule="constant", min_ratio=0) == 0.25
+    assert lr_factor(3, warmup=4, total=10, schedule="constant", min_ratio=0) == 1.0
+    assert lr_factor(9, warmup=4, total=10, schedule="constant", min_ratio=0) == 1.0
+    assert lr_factor(4, warmup=4, total=10, schedule="cosine", min_ratio=0.1) == pytest.approx(1.0)
+    assert lr_factor(10, warmup=4, total=10, schedule="cosine", min_ratio=0.1) == pytest.approx(0.1)
+
+
+def test_batch_order_shards_partition_the_global_batch_and_cover_each_epoch():
+    order = BatchOrder(10, global_batch=4, num_shards=2, seed=3)
+    steps = [order.indices(s, 0) + order.indices(s, 1) for s in range(5)]
+    flat = [i for batch in steps for i in batch]
+    assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:20]) == list(range(10))
+    assert order.indices(2, 1) == BatchOrder(10, 4, 2, 3).indices(2, 1)  # a pure function of (step, shard)
+
+
+def test_pickle_checkpoint_is_refused_without_trust(tmp_path):
+    f = tmp_path / "weights.pt"
+    torch.save({"a": torch.ones(1)}, f)
+    with pytest.raises(ConfigError, match="pickle"):
+        ckpt.resolve_checkpoint(f)
+    assert ckpt.resolve_checkpoint(f, trust_pickle=True) == f
