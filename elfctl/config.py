@@ -126,6 +126,8 @@ class OptimConfig:
     adam_b1: float = _f(0.9, "Adam beta1.", lo=0.0, hi=1.0)
     adam_b2: float = _f(0.95, "Adam beta2.", lo=0.0, hi=1.0)
     muon_momentum: float = _f(0.95, "Muon momentum.", lo=0.0, hi=1.0)
+    muon_vocab_head: bool = _f(True, "Optimise the vocabulary projection (C x vocab) with Muon, as the authors do; "
+                               "false moves it to Adam (its Newton-Schulz step dominates a small model's CPU step).")
     warmup_steps: int = _f(0, "Linear warm-up steps.", lo=0)
     schedule: str = _f("constant", "LR after warm-up.", choices=("constant", "cosine"))
     min_lr_ratio: float = _f(0.0, "Cosine schedule floor, as a fraction of the peak lr.", lo=0.0, hi=1.0)

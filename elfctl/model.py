@@ -150,8 +150,8 @@ class ELF(nn.Module):
     # ------------------------------------------------------------------ forward
     def forward(self, z: torch.Tensor, t: torch.Tensor, *, x_sc: Optional[torch.Tensor] = None,
                 sc_cfg: Optional[torch.Tensor] = None, decode: DecodeGate = None,
-                key_mask: Optional[torch.Tensor] = None,
-                return_logits: Optional[bool] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+                key_mask: Optional[torch.Tensor] = None, return_logits: Optional[bool] = None,
+                logit_rows: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Run the network.
 
         Args:
@@ -162,9 +162,11 @@ class ELF(nn.Module):
             decode: mode gate: None/False (denoise), True/1.0 (decode), or a (B,) 0/1 tensor.
             key_mask: (B, L) bool, True = a valid token others may attend to; None = all valid.
             return_logits: compute the decode head; default: whenever ``decode`` is not None/False.
+            logit_rows: (R,) row indices: compute the decode head for these rows only (training uses it for
+                the decode-branch rows: the vocabulary projection is the largest single matmul of a small model).
 
         Returns:
-            (flow_out (B, L, C) in fp32, logits (B, L, V) in fp32 or None).
+            (flow_out (B, L, C) in fp32, logits (B or R, L, V) in fp32 or None).
         """
         B, L, C = z.shape
         if x_sc is None:
@@ -194,7 +196,10 @@ class ELF(nn.Module):
         with torch.autocast(z.device.type, enabled=False):
             hf = h.float()
             flow_out = self.flow_head(self.flow_norm(hf))
-            logits = self.unembed(F.gelu(self.decode_proj(hf), approximate="tanh")) if return_logits else None
+            logits = None
+            if return_logits:
+                hd = hf if logit_rows is None else hf.index_select(0, logit_rows)
+                logits = self.unembed(F.gelu(self.decode_proj(hd), approximate="tanh"))
         return flow_out, logits
 
 

@@ -122,14 +122,18 @@ class ElfObjective:
                 w = d.sc_cfg[idx].view(-1, 1, 1)
                 v_target = v_target.index_add(0, idx, ((1 - 1 / w) * (v_c - v_u)).to(v_target.dtype))
 
+        # The decode head runs on the decode rows only (possibly none: a 0-row matmul keeps every parameter
+        # in the graph, which DDP needs).
+        dec_idx = dec.nonzero().squeeze(1)
         out, logits = model(z_in, t_in, x_sc=x_sc, sc_cfg=d.sc_cfg, decode=dec.float(), key_mask=key_mask,
-                            return_logits=True)
+                            return_logits=True, logit_rows=dec_idx)
         _, v_pred = path.to_x_v(out, z, d.t)
 
         loss_mask = self.loss_mask(attention_mask, cond).float()
-        ce = F.cross_entropy(logits.float().flatten(0, 1), input_ids.flatten(), reduction="none").view_as(loss_mask)
+        ce_mask = loss_mask.index_select(0, dec_idx)
+        ce = F.cross_entropy(logits.float().flatten(0, 1), input_ids.index_select(0, dec_idx).flatten(),
+                             reduction="none").view_as(ce_mask)
         l2 = (v_pred.float() - v_target.float()).pow(2).mean(dim=-1)
-        ce_mask = loss_mask * dec[:, None].float()
         l2_mask = loss_mask * (~dec)[:, None].float()
         n = loss_mask.sum()
         loss = ((ce * ce_mask).sum() + (l2 * l2_mask).sum()) / n.clamp(min=1.0)

@@ -18,12 +18,14 @@ class StubNet(nn.Module):
         self.a, self.b = a, b
         self.calls = []
 
-    def forward(self, z, t, *, x_sc=None, sc_cfg=None, decode=None, key_mask=None, return_logits=None):
+    def forward(self, z, t, *, x_sc=None, sc_cfg=None, decode=None, key_mask=None, return_logits=None,
+                logit_rows=None):
         self.calls.append(dict(z=z.clone(), t=t.clone(), x_sc=None if x_sc is None else x_sc.clone(),
                                sc_cfg=sc_cfg, decode=decode))
         x_sc = torch.zeros_like(z) if x_sc is None else x_sc
         out = self.a + self.b * x_sc
-        logits = torch.tensor([0.0, math.log(3.0)]).expand(*z.shape[:2], 2) if return_logits else None
+        rows = z.shape[0] if logit_rows is None else len(logit_rows)
+        logits = torch.tensor([0.0, math.log(3.0)]).expand(rows, z.shape[1], 2) if return_logits else None
         return out, logits
 
 

@@ -33,15 +33,19 @@ def lr_factor(step: int, *, warmup: int, total: int, schedule: str, min_ratio: f
     return 1.0
 
 
-def _split_params(modules: Iterable[nn.Module]) -> tuple[list, list]:
-    """(matrices for Muon, everything else). Embedding tables are not treated as matrices."""
+def _split_params(modules: Iterable[nn.Module], vocab_head: bool = True) -> tuple[list, list]:
+    """(matrices for Muon, everything else). Embedding tables are not treated as matrices; the vocabulary
+    projection (``unembed``) is one unless ``vocab_head`` is False."""
     matrices, others = [], []
     for module in modules:
-        embedding_ids = {id(m.weight) for m in module.modules() if isinstance(m, nn.Embedding)}
+        excluded = {id(m.weight) for m in module.modules() if isinstance(m, nn.Embedding)}
+        unembed = getattr(module, "unembed", None)
+        if not vocab_head and isinstance(unembed, nn.Linear):
+            excluded.add(id(unembed.weight))
         for p in module.parameters():
             if not p.requires_grad:
                 continue
-            (matrices if p.ndim == 2 and id(p) not in embedding_ids else others).append(p)
+            (matrices if p.ndim == 2 and id(p) not in excluded else others).append(p)
     return matrices, others
 
 
@@ -54,7 +58,7 @@ class Optimizers:
         self.total_steps = total_steps
         c = optim_cfg
         if c.optimizer == "muon":
-            matrices, others = _split_params(modules)
+            matrices, others = _split_params(modules, c.muon_vocab_head)
             self.optimizers = [
                 torch.optim.Muon(matrices, lr=lr, weight_decay=c.weight_decay, momentum=c.muon_momentum,
                                  nesterov=True),
