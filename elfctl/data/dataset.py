@@ -1,0 +1,57 @@
+"""Map-style training sets of tokenized examples, and reference texts for sampling and evaluation."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch.utils.data import Dataset
+
+from elfctl.data.text_sources import load_records
+from elfctl.data.tokenize import SequenceBuilder
+
+
+class TokenDataset(Dataset):
+    """Tokenized examples (``input_ids``, ``attention_mask``, ``cond_mask``), built in memory once.
+
+    ``records[i]`` keeps the source text (``text`` or ``input``/``output``) of example i (not for packed sets,
+    whose windows cross example boundaries).
+    """
+
+    def __init__(self, records: list[dict], tok, data_cfg):
+        self.builder = SequenceBuilder(tok, data_cfg)
+        if data_cfg.task == "conditional":
+            self.items = [self.builder.pair(r["input"], r["output"]) for r in records]
+            self.records = records
+        elif data_cfg.packing:
+            self.items = self.builder.packed(r["text"] for r in records)
+            self.records = []
+        else:
+            self.items = [self.builder.text(r["text"]) for r in records]
+            self.records = records
+        # one tensor per field: compact, and fast to index
+        self.tensors = {k: torch.stack([it[k] for it in self.items]) for k in self.items[0]} if self.items else {}
+        self.items = []
+
+    @property
+    def stats(self):
+        return self.builder.stats
+
+    def __len__(self) -> int:
+        return len(self.tensors["input_ids"]) if self.tensors else 0
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {k: v[i] for k, v in self.tensors.items()}
+
+
+def build_dataset(cfg, split: str, tokenizer, data_dir: Optional[str] = None) -> TokenDataset:
+    records = load_records(cfg.data, split, data_dir or cfg.data.data_dir)
+    if cfg.data.max_examples and split == cfg.data.train_split:
+        records = records[: cfg.data.max_examples]
+    return TokenDataset(records, tokenizer, cfg.data)
+
+
+def reference_texts(cfg, split: Optional[str] = None, n: Optional[int] = None) -> list[dict]:
+    """Held-out examples as dicts ('text', or 'input'/'output'), the first n of the split."""
+    records = load_records(cfg.data, split or cfg.data.eval_split, cfg.data.data_dir)
+    return records[:n] if n else records

@@ -1,0 +1,155 @@
+"""Tokenizers and fixed-length sequences with the masks of ELF-METHOD §1.
+
+Every example becomes three tensors of length ``data.max_length``:
+``input_ids``; ``attention_mask`` (valid tokens: loss and attention); ``cond_mask`` (condition positions).
+
+* unconditional: ``text + [eos]``, then padded (``pad_token: pad``: pad id, not valid) or packed windows;
+* conditional: ``[c + eos ; y + eos]``, the condition first truncated to ``max_input_length``, padding with eos
+  (``pad_token: eos``: every position valid, so the model learns to emit eos runs) or pad.
+
+BERT-style tokenizers get no [CLS]; their [SEP] serves as eos. T5's ``</s>`` is its eos.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from elfctl.data.assets import resolve_asset
+from elfctl.errors import ConfigError
+
+
+def load_tokenizer(encoder_cfg, data_dir: Optional[str] = None):
+    """The tokenizer named by ``encoder.tokenizer`` (default: the encoder's own source)."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    source = encoder_cfg.tokenizer or encoder_cfg.source
+    path = resolve_asset(source, data_dir=data_dir)
+    try:
+        if path.is_file() and path.name.endswith(".json"):
+            tok = PreTrainedTokenizerFast(tokenizer_file=str(path))
+        elif (path / "config.json").is_file() or (path / "tokenizer_config.json").is_file():
+            tok = AutoTokenizer.from_pretrained(str(path))
+        elif (path / "tokenizer.json").is_file():
+            tok = PreTrainedTokenizerFast(tokenizer_file=str(path / "tokenizer.json"))
+        elif (path / "encoder.json").is_file() and (path / "vocab.bpe").is_file():
+            from transformers import GPT2TokenizerFast
+
+            tok = GPT2TokenizerFast(vocab_file=str(path / "encoder.json"), merges_file=str(path / "vocab.bpe"))
+        else:
+            raise ConfigError(f"encoder.tokenizer: no tokenizer files in {path} (expected tokenizer.json, "
+                              f"tokenizer_config.json or encoder.json + vocab.bpe)")
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"encoder.tokenizer: cannot load a tokenizer from {path}: {e}") from None
+    return tok
+
+
+def eos_id(tok) -> int:
+    for name in ("eos_token_id", "sep_token_id"):
+        v = getattr(tok, name, None)
+        if v is not None:
+            return int(v)
+    raise ConfigError("the tokenizer has neither an eos nor a sep token; ELF needs one to end sequences")
+
+
+def pad_id(tok) -> int:
+    v = getattr(tok, "pad_token_id", None)
+    return int(v) if v is not None else eos_id(tok)
+
+
+def token_ids(tok, text: str) -> list[int]:
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+@dataclass
+class Stats:
+    examples: int = 0
+    tokens: int = 0
+    truncated: int = 0
+
+
+class SequenceBuilder:
+    """Turns texts (or condition/target pairs) into fixed-length ``input_ids / attention_mask / cond_mask``."""
+
+    def __init__(self, tok, data_cfg):
+        self.tok, self.cfg = tok, data_cfg
+        self.L = data_cfg.max_length
+        self.eos, self.pad = eos_id(tok), pad_id(tok)
+        self.fill = self.eos if data_cfg.pad_token == "eos" else self.pad
+        self.stats = Stats()
+
+    def _finish(self, ids: list[int], n_cond: int) -> dict[str, torch.Tensor]:
+        L = self.L
+        n_valid = len(ids)
+        ids = ids + [self.fill] * (L - n_valid)
+        am = torch.zeros(L, dtype=torch.bool)
+        am[: (L if self.cfg.pad_token == "eos" else n_valid)] = True
+        cm = torch.zeros(L, dtype=torch.bool)
+        cm[:n_cond] = True
+        self.stats.examples += 1
+        self.stats.tokens += n_valid
+        return {"input_ids": torch.tensor(ids, dtype=torch.long), "attention_mask": am, "cond_mask": cm}
+
+    def text(self, text: str) -> dict[str, torch.Tensor]:
+        ids = token_ids(self.tok, text)
+        if len(ids) > self.L - 1:
+            ids = ids[: self.L - 1]
+            self.stats.truncated += 1
+        return self._finish(ids + [self.eos], 0)
+
+    def pair(self, cond: str, target: str) -> dict[str, torch.Tensor]:
+        c = token_ids(self.tok, cond)
+        room_c = min(self.cfg.max_input_length or self.L - 1, self.L - 1) - 1
+        truncated = len(c) > room_c
+        c = c[:room_c] + [self.eos]
+        y = token_ids(self.tok, target) + [self.eos]
+        if len(c) + len(y) > self.L:
+            y = y[: self.L - len(c)]
+            truncated = True
+        self.stats.truncated += int(truncated)
+        return self._finish(c + y, len(c))
+
+    def packed(self, texts) -> list[dict[str, torch.Tensor]]:
+        """Concatenate texts with eos separators and cut into full windows (the last partial one is dropped)."""
+        out, buf = [], []
+        for text in texts:
+            buf += token_ids(self.tok, text) + [self.eos]
+            while len(buf) >= self.L:
+                window, buf = buf[: self.L], buf[self.L:]
+                am = torch.ones(self.L, dtype=torch.bool)
+                out.append({"input_ids": torch.tensor(window), "attention_mask": am,
+                            "cond_mask": torch.zeros(self.L, dtype=torch.bool)})
+                self.stats.examples += 1
+                self.stats.tokens += self.L
+        return out
+
+
+def encoder_attention_mask(attention_mask: torch.Tensor, cond_mask: torch.Tensor,
+                           drop_cond: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """(B, L, L) bool: may query token i attend to key j in the text encoder?
+
+    Condition rows attend to valid condition columns only; every other row attends to every valid column —
+    except in rows of ``drop_cond`` examples, where they do not see the condition (label drop for CFG).
+    """
+    valid = attention_mask.bool()
+    cond = cond_mask.bool() & valid
+    cond_rows = cond[:, :, None] & cond[:, None, :]
+    other_cols = valid
+    if drop_cond is not None:
+        other_cols = valid & ~(drop_cond.bool()[:, None] & cond)
+    other_rows = (~cond)[:, :, None] & other_cols[:, None, :]
+    mask = cond_rows | other_rows
+    # A row with nothing to attend to would give NaNs: let it see itself.
+    eye = torch.eye(mask.shape[-1], dtype=torch.bool, device=mask.device)[None]
+    return mask | (eye & ~mask.any(-1, keepdim=True))
+
+
+def decode_ids(tok, ids) -> str:
+    """Token ids -> text: cut after the first eos, strip special tokens."""
+    ids = [int(i) for i in ids]
+    e = eos_id(tok)
+    if e in ids:
+        ids = ids[: ids.index(e)]
+    return tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=True).strip()
