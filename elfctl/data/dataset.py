@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import Dataset
 
 from elfctl.data.text_sources import load_records
-from elfctl.data.tokenize import SequenceBuilder
+from elfctl.data.tokenize import SequenceBuilder, batch_token_ids
 
 
 class TokenDataset(Dataset):
@@ -21,13 +21,19 @@ class TokenDataset(Dataset):
     def __init__(self, records: list[dict], tok, data_cfg):
         self.builder = SequenceBuilder(tok, data_cfg)
         if data_cfg.task == "conditional":
-            self.items = [self.builder.pair(r["input"], r["output"]) for r in records]
+            cs = batch_token_ids(tok, [r["input"] for r in records])
+            ys = batch_token_ids(tok, [r["output"] for r in records])
+            self.items = [self.builder.pair(r["input"], r["output"], c, y) for r, c, y in zip(records, cs, ys)]
             self.records = records
         elif data_cfg.packing:
             self.items = self.builder.packed(r["text"] for r in records)
             self.records = []
         else:
-            self.items = [self.builder.text(r["text"]) for r in records]
+            # Cut very long texts before tokenizing: 12 characters per token is far above English's ~4-5, so
+            # every text cut here is still longer than max_length tokens and still counted as truncated.
+            cap = data_cfg.max_length * 12
+            ids = batch_token_ids(tok, [r["text"][:cap] for r in records])
+            self.items = [self.builder.text(r["text"], i) for r, i in zip(records, ids)]
             self.records = records
         # one tensor per field: compact, and fast to index
         self.tensors = {k: torch.stack([it[k] for it in self.items]) for k in self.items[0]} if self.items else {}

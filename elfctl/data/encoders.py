@@ -68,6 +68,9 @@ class TextEncoder(nn.Module):
 
 def _load_body(path, mode: str, dtype: torch.dtype) -> nn.Module:
     from transformers import AutoConfig, AutoModel, T5EncoderModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
     try:
         config = AutoConfig.from_pretrained(str(path))
@@ -79,10 +82,10 @@ def _load_body(path, mode: str, dtype: torch.dtype) -> nn.Module:
         if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
             raise ConfigError(f"encoder.source: {path} has a config but no weights; use encoder.mode=random for a "
                               f"random encoder of that shape")
-        body = cls.from_pretrained(str(path), torch_dtype=dtype)
+        body = cls.from_pretrained(str(path), dtype=dtype)
     else:
         torch.manual_seed(RANDOM_INIT_SEED)
-        body = cls.from_config(config, torch_dtype=dtype) if hasattr(cls, "from_config") else cls(config)
+        body = cls.from_config(config, dtype=dtype) if hasattr(cls, "from_config") else cls(config)
     if hasattr(body, "pooler"):
         body.pooler = None  # unused: saves compute and keeps every parameter meaningful
     return body

@@ -63,6 +63,14 @@ def token_ids(tok, text: str) -> list[int]:
     return tok(text, add_special_tokens=False)["input_ids"]
 
 
+def batch_token_ids(tok, texts: list[str], chunk: int = 1024) -> list[list[int]]:
+    """Token ids of many texts; one tokenizer call per chunk (fast tokenizers then work in parallel)."""
+    out: list[list[int]] = []
+    for i in range(0, len(texts), chunk):
+        out += tok(texts[i:i + chunk], add_special_tokens=False)["input_ids"]
+    return out
+
+
 @dataclass
 class Stats:
     examples: int = 0
@@ -92,19 +100,20 @@ class SequenceBuilder:
         self.stats.tokens += n_valid
         return {"input_ids": torch.tensor(ids, dtype=torch.long), "attention_mask": am, "cond_mask": cm}
 
-    def text(self, text: str) -> dict[str, torch.Tensor]:
-        ids = token_ids(self.tok, text)
+    def text(self, text: str, ids: Optional[list[int]] = None) -> dict[str, torch.Tensor]:
+        ids = token_ids(self.tok, text) if ids is None else ids
         if len(ids) > self.L - 1:
             ids = ids[: self.L - 1]
             self.stats.truncated += 1
         return self._finish(ids + [self.eos], 0)
 
-    def pair(self, cond: str, target: str) -> dict[str, torch.Tensor]:
-        c = token_ids(self.tok, cond)
+    def pair(self, cond: str, target: str, c: Optional[list[int]] = None,
+             y: Optional[list[int]] = None) -> dict[str, torch.Tensor]:
+        c = token_ids(self.tok, cond) if c is None else list(c)
         room_c = min(self.cfg.max_input_length or self.L - 1, self.L - 1) - 1
         truncated = len(c) > room_c
         c = c[:room_c] + [self.eos]
-        y = token_ids(self.tok, target) + [self.eos]
+        y = (token_ids(self.tok, target) if y is None else list(y)) + [self.eos]
         if len(c) + len(y) > self.L:
             y = y[: self.L - len(c)]
             truncated = True
@@ -114,8 +123,8 @@ class SequenceBuilder:
     def packed(self, texts) -> list[dict[str, torch.Tensor]]:
         """Concatenate texts with eos separators and cut into full windows (the last partial one is dropped)."""
         out, buf = [], []
-        for text in texts:
-            buf += token_ids(self.tok, text) + [self.eos]
+        for ids in batch_token_ids(self.tok, list(texts)):
+            buf += ids + [self.eos]
             while len(buf) >= self.L:
                 window, buf = buf[: self.L], buf[self.L:]
                 am = torch.ones(self.L, dtype=torch.bool)

@@ -1,0 +1,72 @@
+"""PNG plots of an ablation: Gen PPL vs the swept setting, the Gen PPL–entropy frontier, loss curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_plots(summary: dict, root: Path) -> list[Path]:
+    try:
+        plt = _plt()
+    except ImportError:
+        return []  # matplotlib is optional (pip install elfctl[plots])
+    rows = [r for r in summary["rows"] if r.get("genppl") is not None]
+    written: list[Path] = []
+    title = f"{summary['ablation']} ({summary['scale']})"
+    judge = rows[0].get("judge", "") if rows else ""
+
+    if rows and summary.get("plot_x"):
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        pts = sorted((r["x"], r["genppl"]) for r in rows)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o")
+        if summary["plot_x"] == "sample.steps":
+            ax.set_xscale("log", base=2)
+        ax.set_xlabel(summary["plot_x"])
+        ax.set_ylabel(f"Gen PPL ({judge})")
+        ax.set_title(title, fontsize=10)
+        written.append(_save(fig, root / f"genppl_vs_{summary['plot_x'].split('.')[-1]}.png", plt))
+
+    if rows and all(r.get("entropy") is not None for r in rows):
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for r in rows:
+            ax.scatter(r["entropy"], r["genppl"])
+            ax.annotate(r["variant"], (r["entropy"], r["genppl"]), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+        ax.set_xlabel("entropy (nats)")
+        ax.set_ylabel(f"Gen PPL ({judge})")
+        ax.set_title(f"{title}: Gen PPL vs entropy", fontsize=10)
+        written.append(_save(fig, root / "frontier.png", plt))
+
+    curves = []
+    for run_dir in dict.fromkeys(r["run_dir"] for r in summary["rows"]):  # unique, in order
+        path = Path(run_dir) / "metrics.jsonl"
+        if path.is_file():
+            ms = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+            curves.append((Path(run_dir).name, ms))
+    if curves:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for name, ms in curves:
+            ax.plot([m["step"] for m in ms], [m["loss"] for m in ms], label=name)
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+        ax.set_title(f"{title}: loss curves", fontsize=10)
+        written.append(_save(fig, root / "loss.png", plt))
+    return written
+
+
+def _save(fig, path: Path, plt) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
