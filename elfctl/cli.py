@@ -92,11 +92,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         typer.secho("aborted", fg=typer.colors.RED, err=True)
         return EXIT_RUNTIME
     except Exception as e:  # click usage errors and anything unexpected
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
+        # typer vendors its own click: recognise its usage errors by shape, not by class
+        if hasattr(e, "show") and isinstance(getattr(e, "exit_code", None), int):
             e.show()
-            return e.exit_code if e.exit_code else EXIT_USAGE
+            return e.exit_code or EXIT_USAGE
         if debug:
             raise
         typer.secho(f"error: {type(e).__name__}: {e} (run with --debug for the traceback)",

@@ -254,6 +254,11 @@ def _coerce(path: str, value: Any, tp: Any) -> Any:
     if base is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 2e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"{path}: must be a number, got {value!r}")
     if base is str:
         if isinstance(value, str):
@@ -352,10 +357,11 @@ def _read_yaml(path: Path) -> dict:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{path}:{where}: malformed YAML: {problem}") from None
+        # Report where the broken construct starts (context) and where parsing failed (problem).
+        ctx, mark = getattr(e, "context_mark", None), getattr(e, "problem_mark", None)
+        where = "".join(f" line {m.line + 1}, column {m.column + 1}:" for m in (ctx, mark) if m is not None)
+        what = " ".join(x for x in (getattr(e, "context", None), getattr(e, "problem", None)) if x)
+        raise ConfigError(f"{path}:{where} malformed YAML: {what or str(e).splitlines()[0]}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
