@@ -27,7 +27,7 @@ def guidance_step(x_cond: torch.Tensor, x_uncond: Optional[torch.Tensor], z: tor
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """(z_next, x_pred) of one guided Euler step; see ``reference.guidance_step_ref`` for the math."""
     if resolve_backend(z, backend) == "triton":
-        from .guidance_step import guidance_step_triton
+        from .triton_guidance import guidance_step_triton
 
         return guidance_step_triton(x_cond, x_uncond, z, scale=scale, t=t, t_next=t_next, t_eps=t_eps,
                                     cond_latents=cond_latents, cond_mask=cond_mask)
@@ -45,7 +45,7 @@ def sde_noise_inject(z: torch.Tensor, *, alpha: float, noise_scale: float, seed:
     seeded by (seed, offset).
     """
     if noise is None and resolve_backend(z, backend) == "triton":
-        from .sde_noise import sde_noise_inject_triton
+        from .triton_sde_noise import sde_noise_inject_triton
 
         return sde_noise_inject_triton(z, alpha=alpha, noise_scale=noise_scale, seed=seed, offset=offset,
                                        cond_latents=cond_latents, cond_mask=cond_mask)
