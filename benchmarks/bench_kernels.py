@@ -1,11 +1,21 @@
-"""Fused sampling kernels vs the eager PyTorch chain vs torch.compile of it, with achieved bandwidth.
+"""Benchmark the fused sampling kernels against the PyTorch reference.
 
-    python benchmarks/bench_kernels.py [--json out.json]
+On CUDA: for B×L×C latents (B in {64, 256}, L in {128, 1024}, C = 512), fp32 and bf16, times
 
-On CUDA: B×L×512 for B in {64, 256}, L in {128, 1024}, fp32 and bf16; median time over repeats (CUDA events),
-GB/s = bytes read + written / time, beside a device-to-device copy of the same bytes. Without CUDA: runs the
-correctness half (Triton through TRITON_INTERPRET=1 on a small shape, against the reference) and says that
-timing needs a GPU. Targets (issue 7): ≥ 80% of copy bandwidth, ≥ 2× over eager.
+* ``eager``   — the reference chain in eager PyTorch (``elfctl.kernels.reference``),
+* ``compile`` — ``torch.compile`` of the same reference,
+* ``triton``  — the fused Triton kernel,
+
+for both kernels (guidance step with CFG and a condition mask; SDE noise injection drawing its own noise, so the
+eager/compiled references include their ``torch.randn``). Timing: CUDA events, warm-up, median of N. Achieved
+bandwidth is the bytes a fused kernel must move (inputs read + outputs written) over the time, next to a measured
+device-to-device copy (``dst.copy_(src)``) of the same byte count. Prints a markdown table; ``--json OUT`` saves it.
+Targets (issue 7): Triton at >= 80% of the copy bandwidth and >= 2x over eager; the table's last two columns.
+
+Without CUDA: checks the Triton kernels (interpreted, ``TRITON_INTERPRET=1``) against the reference on a tiny
+shape and says that timing needs a GPU.
+
+    python benchmarks/bench_kernels.py [--iters 50] [--warmup 10] [--json results.json] [--no-compile]
 """
 
 from __future__ import annotations
@@ -13,98 +23,198 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
+import sys
+from typing import Callable
 
 import torch
 
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # before any Triton kernel is decorated
 
-def _time(fn, reps=50):
-    fn()
+from elfctl.kernels import guidance_step, reference_noise, sde_noise_inject  # noqa: E402
+from elfctl.kernels.dispatch import triton_import_error  # noqa: E402
+from elfctl.kernels.reference import guidance_step_ref, sde_noise_inject_ref  # noqa: E402
+
+STEP = dict(scale=2.5, t=0.3, t_next=0.35, t_eps=0.05)
+SDE = dict(alpha=0.9, noise_scale=1.0)
+
+
+def _inputs(B: int, L: int, C: int, dtype: torch.dtype, device: str, seed: int = 0):
+    g = torch.Generator(device=device).manual_seed(seed)
+    xc, xu, z, cl = (torch.randn(B, L, C, generator=g, device=device, dtype=torch.float32).to(dtype)
+                     for _ in range(4))
+    cm = torch.rand(B, L, generator=g, device=device) < 0.25
+    return xc, xu, z, cl, cm
+
+
+# ------------------------------------------------------------------ timing
+def _time_cuda(fn: Callable[[], object], warmup: int, iters: int) -> float:
+    """Median milliseconds of ``fn`` over ``iters`` runs, each timed by its own pair of CUDA events."""
+    for _ in range(warmup):
+        fn()
     torch.cuda.synchronize()
     times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
+    for _ in range(iters):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
         fn()
-        b.record()
-        torch.cuda.synchronize()
-        times.append(a.elapsed_time(b) / 1e3)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
     return statistics.median(times)
 
 
-def cpu_correctness() -> None:
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-    from elfctl.kernels import guidance_step, sde_noise_inject
-    from elfctl.kernels.reference import guidance_step_ref
-
-    xc, xu, z = (torch.randn(2, 16, 64) for _ in range(3))
-    got = guidance_step(xc, xu, z, scale=2.0, t=0.3, t_next=0.4, t_eps=0.05, backend="triton")
-    want = guidance_step_ref(xc, xu, z, scale=2.0, t=0.3, t_next=0.4, t_eps=0.05)
-    err = max((g - w).abs().max().item() for g, w in zip(got, want))
-    eps = sde_noise_inject(torch.zeros(1, 128, 256), alpha=0.0, noise_scale=1.0, seed=0, offset=0, backend="triton")
-    print(f"CPU (interpreted Triton): guidance max |diff| vs reference {err:.2e}; noise mean {eps.mean():.4f} "
-          f"std {eps.std():.4f}. Timing needs a CUDA GPU.")
+def _copy_gbps(nbytes: int, warmup: int, iters: int) -> float:
+    """Device-to-device copy bandwidth (read + write) for a copy moving ``nbytes`` in total."""
+    half = max(nbytes // 2, 1)
+    src = torch.empty(half, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    ms = _time_cuda(lambda: dst.copy_(src), warmup, iters)
+    return 2 * half / ms / 1e6
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--json", default=None)
-    args = ap.parse_args()
-    if not torch.cuda.is_available():
-        cpu_correctness()
-        return
-    from elfctl.kernels.reference import guidance_step_ref, sde_noise_inject_ref
-    from elfctl.kernels.triton_guidance import guidance_step_triton
-    from elfctl.kernels.triton_sde_noise import sde_noise_inject_triton
+def _bytes_moved(kind: str, numel: int, rows: int, itemsize: int) -> int:
+    if kind == "guidance":  # read x_c, x_u, z, cond latents, mask; write z_next, x
+        return numel * itemsize * 6 + rows
+    return numel * itemsize * 3 + rows  # read z, cond latents, mask; write z_b (noise drawn in registers)
 
-    compiled_g = torch.compile(guidance_step_ref)
-    compiled_n = torch.compile(sde_noise_inject_ref)
+
+def run_cuda(args) -> list[dict]:
     rows = []
+    compiled_step = compiled_sde = None
+    if not args.no_compile:
+        compiled_step = torch.compile(guidance_step_ref, dynamic=False)
+
+        def sde_with_noise(z, cl, cm, seed, offset):
+            noise = torch.randn(z.shape, device=z.device, dtype=torch.float32)  # the draw is part of the work
+            return sde_noise_inject_ref(z, noise=noise, cond_latents=cl, cond_mask=cm, **SDE)
+
+        compiled_sde = torch.compile(sde_with_noise, dynamic=False)
+    copy_cache: dict[int, float] = {}
     for dtype in (torch.float32, torch.bfloat16):
-        for B in (64, 256):
-            for L in (128, 1024):
-                shape = (B, L, 512)
-                xc, xu, z, cl = (torch.randn(shape, device="cuda", dtype=dtype) for _ in range(4))
-                cm = torch.rand(B, L, device="cuda") < 0.2
-                noise = torch.randn(shape, device="cuda", dtype=torch.float32)
-                esize = xc.element_size()
-                n = xc.numel()
-                kw = dict(scale=2.0, t=0.3, t_next=0.35, t_eps=0.05, cond_latents=cl, cond_mask=cm)
-                g_bytes = n * esize * 6 + B * L  # read xc, xu, z, cond; write z, x; mask
-                n_bytes = n * esize * 3 + B * L   # read z, cond; write z_b (noise drawn in-kernel)
-                src, dst = torch.empty(g_bytes, dtype=torch.uint8, device="cuda"), torch.empty(
-                    g_bytes, dtype=torch.uint8, device="cuda")
-                t_copy = _time(lambda: dst.copy_(src)) / 2  # copy reads + writes: bytes moved = 2·g_bytes
-                res = {"dtype": str(dtype).split(".")[-1], "B": B, "L": L,
-                       "copy_GBps": g_bytes / t_copy / 1e9}
-                for name, fn in (("eager", lambda: guidance_step_ref(xc, xu, z, **kw)),
-                                 ("compile", lambda: compiled_g(xc, xu, z, **kw)),
-                                 ("triton", lambda: guidance_step_triton(xc, xu, z, **kw))):
-                    t = _time(fn)
-                    res[f"guidance_{name}_us"] = t * 1e6
-                    res[f"guidance_{name}_GBps"] = g_bytes / t / 1e9
-                for name, fn in (("eager", lambda: sde_noise_inject_ref(z, alpha=0.9, noise_scale=2.0,
-                                                                        noise=torch.randn_like(noise),
-                                                                        cond_latents=cl, cond_mask=cm)),
-                                 ("compile", lambda: compiled_n(z, alpha=0.9, noise_scale=2.0,
-                                                                noise=torch.randn_like(noise), cond_latents=cl,
-                                                                cond_mask=cm)),
-                                 ("triton", lambda: sde_noise_inject_triton(z, alpha=0.9, noise_scale=2.0, seed=1,
-                                                                            offset=0, cond_latents=cl,
-                                                                            cond_mask=cm))):
-                    t = _time(fn)
-                    res[f"noise_{name}_us"] = t * 1e6
-                    res[f"noise_{name}_GBps"] = n_bytes / t / 1e9
-                rows.append(res)
-    keys = list(rows[0])
-    print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
-    print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
+        for B in args.batches:
+            for L in args.lengths:
+                xc, xu, z, cl, cm = _inputs(B, L, args.channels, dtype, "cuda")
+                # sanity: Triton agrees with the reference before it is timed
+                got = guidance_step(xc, xu, z, cond_latents=cl, cond_mask=cm, backend="triton", **STEP)
+                want = guidance_step_ref(xc, xu, z, cond_latents=cl, cond_mask=cm, **STEP)
+                tol = 1e-5 if dtype == torch.float32 else 2e-2
+                for a, b in zip(got, want):
+                    torch.testing.assert_close(a.float(), b.float(), rtol=tol, atol=tol)
+                impls = {
+                    "guidance": {
+                        "eager": lambda: guidance_step_ref(xc, xu, z, cond_latents=cl, cond_mask=cm, **STEP),
+                        "compile": (lambda: compiled_step(xc, xu, z, cond_latents=cl, cond_mask=cm, **STEP))
+                        if compiled_step else None,
+                        "triton": lambda: guidance_step(xc, xu, z, cond_latents=cl, cond_mask=cm, backend="triton",
+                                                        **STEP),
+                    },
+                    "sde_noise": {
+                        "eager": lambda: sde_noise_inject_ref(
+                            z, noise=torch.randn(z.shape, device="cuda", dtype=torch.float32), cond_latents=cl,
+                            cond_mask=cm, **SDE),
+                        "compile": (lambda: compiled_sde(z, cl, cm, 0, 0)) if compiled_sde else None,
+                        "triton": lambda: sde_noise_inject(z, seed=1, offset=0, cond_latents=cl, cond_mask=cm,
+                                                           backend="triton", **SDE),
+                    },
+                }
+                for kind, by_impl in impls.items():
+                    nbytes = _bytes_moved(kind, z.numel(), B * L, z.element_size())
+                    if nbytes not in copy_cache:
+                        copy_cache[nbytes] = _copy_gbps(nbytes, args.warmup, args.iters)
+                    for impl, fn in by_impl.items():
+                        if fn is None:
+                            continue
+                        ms = _time_cuda(fn, args.warmup, args.iters)
+                        rows.append(dict(kernel=kind, impl=impl, dtype=str(dtype).replace("torch.", ""), B=B, L=L,
+                                         C=args.channels, ms=ms, gbps=nbytes / ms / 1e6,
+                                         copy_gbps=copy_cache[nbytes], bytes=nbytes))
+                        print(f"  {kind:9s} {impl:7s} {rows[-1]['dtype']:8s} B={B:<4d} L={L:<5d} {ms:8.3f} ms",
+                              file=sys.stderr, flush=True)
+                del xc, xu, z, cl, cm
+                torch.cuda.empty_cache()
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    head = ("| kernel | impl | dtype | B×L×C | time (ms) | GB/s | copy GB/s | % of copy | speed-up vs eager |\n"
+            "|---|---|---|---|---:|---:|---:|---:|---:|")
+    eager = {(r["kernel"], r["dtype"], r["B"], r["L"]): r["ms"] for r in rows if r["impl"] == "eager"}
+    lines = [head]
     for r in rows:
-        print("| " + " | ".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in r.values()) + " |")
+        base = eager.get((r["kernel"], r["dtype"], r["B"], r["L"]))
+        lines.append(f"| {r['kernel']} | {r['impl']} | {r['dtype']} | {r['B']}×{r['L']}×{r['C']} | {r['ms']:.3f} | "
+                     f"{r['gbps']:.0f} | {r['copy_gbps']:.0f} | {100 * r['gbps'] / r['copy_gbps']:.0f}% | "
+                     f"{base / r['ms']:.2f}× |" if base else "")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ no GPU: correctness only
+def run_cpu_check() -> list[dict]:
+    """Interpreted Triton vs the reference on a tiny shape; returns one row per check."""
+    if triton_import_error() is not None:
+        print(f"triton is not importable ({triton_import_error()}): nothing to check on this machine.")
+        return []
+    results = []
+    for dtype, tol in ((torch.float32, 1e-6), (torch.bfloat16, 1e-2)):
+        xc, xu, z, cl, cm = _inputs(2, 9, 24, dtype, "cpu")
+        got = guidance_step(xc, xu, z, cond_latents=cl, cond_mask=cm, backend="triton", **STEP)
+        want = guidance_step_ref(xc, xu, z, cond_latents=cl, cond_mask=cm, **STEP)
+        err = max((a.float() - b.float()).abs().max().item() for a, b in zip(got, want))
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a.float(), b.float(), rtol=tol, atol=tol)
+        results.append(dict(check="guidance_step", dtype=str(dtype), max_abs_err=err))
+
+        from elfctl.kernels.triton_sde_noise import sde_noise_inject_triton
+
+        out, eps = sde_noise_inject_triton(z, seed=5, offset=123, cond_latents=cl, cond_mask=cm, return_noise=True,
+                                           **SDE)
+        ref = sde_noise_inject_ref(z, noise=eps, cond_latents=cl, cond_mask=cm, **SDE)
+        torch.testing.assert_close(out.float(), ref.float(), rtol=tol, atol=tol)
+        results.append(dict(check="sde_noise_inject", dtype=str(dtype),
+                            max_abs_err=(out.float() - ref.float()).abs().max().item()))
+    # the reference's own draw is deterministic too
+    assert torch.equal(reference_noise((2, 3), 1, 2), reference_noise((2, 3), 1, 2))
+    print("| check | dtype | max abs error vs reference |\n|---|---|---:|")
+    for r in results:
+        print(f"| {r['check']} | {r['dtype'].replace('torch.', '')} | {r['max_abs_err']:.2e} |")
+    print("\nTriton (interpreted) matches the reference. Timing needs a CUDA GPU: no timings on this machine.")
+    return results
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--iters", type=int, default=50, help="timed runs per measurement (median reported)")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--batches", type=int, nargs="+", default=[64, 256])
+    p.add_argument("--lengths", type=int, nargs="+", default=[128, 1024])
+    p.add_argument("--channels", type=int, default=512)
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
+    p.add_argument("--json", metavar="OUT", help="also save the results as JSON")
+    args = p.parse_args(argv)
+    meta = dict(torch=torch.__version__, python=platform.python_version())
+    if torch.cuda.is_available():
+        if triton_import_error() is not None:
+            print(f"triton is not importable ({triton_import_error()})", file=sys.stderr)
+            return 1
+        import triton
+
+        meta.update(device=torch.cuda.get_device_name(), triton=triton.__version__, iters=args.iters,
+                    warmup=args.warmup)
+        rows = run_cuda(args)
+        print(f"\n{meta['device']}, torch {meta['torch']}, triton {meta['triton']}; median of {args.iters} runs\n")
+        print(markdown(rows))
+        payload = dict(meta=meta, mode="cuda", results=rows)
+    else:
+        meta.update(device="cpu")
+        payload = dict(meta=meta, mode="cpu-correctness", results=run_cpu_check())
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+            json.dump(payload, f, indent=2)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
