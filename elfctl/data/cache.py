@@ -69,6 +69,26 @@ def write_shard(path: Path, index: int, tensors: dict[str, torch.Tensor]) -> str
     return name
 
 
+def prepare_resume(path: Path, manifest: dict) -> dict:
+    """Before resuming an interrupted encode: delete torn temporary shards, keep only listed shards that exist.
+
+    A shard counts only once it is renamed into place *and* listed in the manifest; anything else is redone.
+    """
+    path = Path(path)
+    for tmp in path.glob(".shard_*.tmp*"):
+        tmp.unlink(missing_ok=True)
+    kept = []
+    for s in manifest.get("shards", []):
+        if not (path / s["file"]).is_file():
+            break  # shards are written in order: everything from a missing one on is redone
+        kept.append(s)
+    listed = {s["file"] for s in kept}
+    for f in path.glob("shard_*.safetensors"):
+        if f.name not in listed:
+            f.unlink(missing_ok=True)  # renamed but never recorded: the manifest write was interrupted
+    return {**manifest, "shards": kept, "complete": False}
+
+
 class LatentCacheDataset(Dataset):
     """Map-style view of a latent cache; shards are memory-mapped, and an item reads only its own rows."""
 
@@ -79,6 +99,9 @@ class LatentCacheDataset(Dataset):
             raise ConfigError(f"{self.path}: the latent cache is incomplete (an encode was interrupted); "
                               f"run `elfctl encode` again to finish it")
         self.shards = self.manifest["shards"]
+        missing = [s["file"] for s in self.shards if not (self.path / s["file"]).is_file()]
+        if missing:
+            raise ConfigError(f"{self.path}: latent cache shard {missing[0]} is missing; rebuild it with `elfctl encode`")
         self.offsets = [0]
         for s in self.shards:
             self.offsets.append(self.offsets[-1] + s["count"])
@@ -98,3 +121,6 @@ class LatentCacheDataset(Dataset):
         f = self._handles[s]
         j = i - self.offsets[s]
         return {k: f.get_slice(k)[j:j + 1][0] for k in f.keys()}
+
+    def __getstate__(self):  # DataLoader workers reopen shards themselves
+        return {**self.__dict__, "_handles": {}}

@@ -14,12 +14,16 @@ from elfctl.data.tokenize import SequenceBuilder, batch_token_ids
 class TokenDataset(Dataset):
     """Tokenized examples (``input_ids``, ``attention_mask``, ``cond_mask``), built in memory once.
 
-    ``records[i]`` keeps the source text (``text`` or ``input``/``output``) of example i (not for packed sets,
-    whose windows cross example boundaries).
+    ``records[i]`` (or ``raw(i)``) keeps the source text (``text`` or ``input``/``output``) of example i (not for
+    packed sets, whose windows cross example boundaries). Blank records are skipped and counted in
+    ``stats.skipped``; ``stats.truncated`` counts examples cut to fit ``max_length``.
     """
 
     def __init__(self, records: list[dict], tok, data_cfg):
         self.builder = SequenceBuilder(tok, data_cfg)
+        n = len(records)
+        records = [r for r in records if all(isinstance(v, str) and v.strip() for v in r.values())]
+        self.builder.stats.skipped = n - len(records)
         if data_cfg.task == "conditional":
             cs = batch_token_ids(tok, [r["input"] for r in records])
             ys = batch_token_ids(tok, [r["output"] for r in records])
@@ -49,9 +53,17 @@ class TokenDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {k: v[i] for k, v in self.tensors.items()}
 
+    def raw(self, i: int) -> dict:
+        """The source strings of example i ('text', or 'input'/'output'); unavailable for packed sets."""
+        if not self.records:
+            raise IndexError("a packed dataset keeps no per-example source text")
+        return self.records[i]
+
 
 def build_dataset(cfg, split: str, tokenizer, data_dir: Optional[str] = None) -> TokenDataset:
-    records = load_records(cfg.data, split, data_dir or cfg.data.data_dir)
+    """Tokenized examples of ``split`` (``data.max_examples`` caps the training split)."""
+    limit = cfg.data.max_examples if split == cfg.data.train_split else None
+    records = load_records(cfg.data, split, data_dir or cfg.data.data_dir, limit=limit)
     if cfg.data.max_examples and split == cfg.data.train_split:
         records = records[: cfg.data.max_examples]
     return TokenDataset(records, tokenizer, cfg.data)
@@ -59,5 +71,6 @@ def build_dataset(cfg, split: str, tokenizer, data_dir: Optional[str] = None) ->
 
 def reference_texts(cfg, split: Optional[str] = None, n: Optional[int] = None) -> list[dict]:
     """Held-out examples as dicts ('text', or 'input'/'output'), the first n of the split."""
-    records = load_records(cfg.data, split or cfg.data.eval_split, cfg.data.data_dir)
+    records = load_records(cfg.data, split or cfg.data.eval_split, cfg.data.data_dir, limit=n)
+    records = [r for r in records if all(isinstance(v, str) and v.strip() for v in r.values())]
     return records[:n] if n else records

@@ -84,8 +84,9 @@ def _load_body(path, mode: str, dtype: torch.dtype) -> nn.Module:
                               f"random encoder of that shape")
         body = cls.from_pretrained(str(path), dtype=dtype)
     else:
-        torch.manual_seed(RANDOM_INIT_SEED)
-        body = cls.from_config(config, dtype=dtype) if hasattr(cls, "from_config") else cls(config)
+        with torch.random.fork_rng(devices=[]):  # a fixed init that leaves the caller's RNG untouched
+            torch.manual_seed(RANDOM_INIT_SEED)
+            body = (cls(config) if cls is T5EncoderModel else AutoModel.from_config(config)).to(dtype)
     if hasattr(body, "pooler"):
         body.pooler = None  # unused: saves compute and keeps every parameter meaningful
     return body

@@ -1,8 +1,14 @@
 """Reading examples from users' files, built-in sets and the Hugging Face hub, with clear errors.
 
 Local files: JSONL (one object per line: ``{"text": ...}`` or ``{"input": ..., "output": ...}``; field names from
-``data.*_field``) or plain text (blank-line separated paragraphs when the file has blank lines, otherwise one
-example per line). A directory holds ``train.*`` / ``validation.*`` files. Hub ids go through HF ``datasets``.
+``data.*_field``) or plain text: when the file has blank lines, each blank-line separated paragraph is one example
+(its lines joined with spaces); otherwise each non-empty line is one example. A single file is split into
+train/validation by ``data.split_seed`` / ``data.val_fraction``. A directory holds ``train.*`` and
+``validation.*`` (also ``valid``/``val``/``dev``) files; without a validation file it is held out of train.
+Hub ids go through HF ``datasets`` (local-only when the hub is unreachable: one-line error, no retries).
+
+Every bad input is a one-line ConfigError naming the file and line (or byte offset): empty file, malformed JSON,
+a missing field (with the fields present), a non-string value, bytes that are not UTF-8.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ def _read_text(path: Path) -> str:
 def read_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict]:
     text = _read_text(path)
     out = []
-    for i, line in enumerate(text.splitlines(), 1):
+    # split on \n only: JSON strings may hold U+2028 and friends, which str.splitlines would break on
+    for i, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
@@ -40,8 +47,9 @@ def read_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict]:
         missing = [f for f in fields if f not in obj]
         if missing:
             raise ConfigError(f"{path}:{i}: missing field '{missing[0]}' (fields present: {', '.join(obj) or 'none'})")
-        if not all(isinstance(obj[f], str) for f in fields):
-            raise ConfigError(f"{path}:{i}: field(s) {', '.join(fields)} must be strings")
+        bad = [f for f in fields if not isinstance(obj[f], str)]
+        if bad:
+            raise ConfigError(f"{path}:{i}: field '{bad[0]}' must be a string, got {type(obj[bad[0]]).__name__}")
         out.append({f: obj[f] for f in fields})
     if not out:
         raise ConfigError(f"{path}: no examples (the file is empty)")
@@ -80,54 +88,95 @@ def _read_file(path: Path, data_cfg) -> list[dict]:
     return read_plain(path)
 
 
+def _which(split: str, data_cfg) -> str:
+    """'train' or 'validation' for a source that has only those two splits."""
+    if split in (data_cfg.eval_split, "validation"):
+        return "validation"
+    if split in (data_cfg.train_split, "train"):
+        return "train"
+    raise ConfigError(f"split '{split}': {data_cfg.dataset} has only the splits {data_cfg.train_split} and "
+                      f"{data_cfg.eval_split}")
+
+
 def _split_list(records: list[dict], split: str, data_cfg) -> list[dict]:
     import random
 
+    split = _which(split, data_cfg)
     records = list(records)
     random.Random(data_cfg.split_seed).shuffle(records)
-    n_val = max(1, int(round(len(records) * data_cfg.val_fraction))) if len(records) > 1 else 0
-    return records[:n_val] if split == data_cfg.eval_split else records[n_val:]
+    # val_fraction 0 means "train on everything"; any positive fraction holds out at least one example
+    frac = data_cfg.val_fraction
+    n_val = max(1, int(round(len(records) * frac))) if frac > 0 and len(records) > 1 else 0
+    return records[:n_val] if split == "validation" else records[n_val:]
 
 
-def load_records(data_cfg, split: str, data_dir: Optional[str] = None) -> list[dict]:
-    """Examples of one split as dicts with 'text' (unconditional) or 'input'/'output' (conditional)."""
+_ALIASES = {"validation": ("validation", "valid", "val", "dev"), "train": ("train",)}
+
+
+def _split_file(folder: Path, name: str) -> Optional[Path]:
+    for stem in _ALIASES.get(name, (name,)):
+        for ext in (".jsonl", ".json", ".txt"):
+            f = folder / f"{stem}{ext}"
+            if f.is_file():
+                return f
+    return None
+
+
+def load_records(data_cfg, split: str, data_dir: Optional[str] = None, limit: Optional[int] = None) -> list[dict]:
+    """Examples of one split as dicts with 'text' (unconditional) or 'input'/'output' (conditional).
+
+    ``limit`` is a hint: a hub dataset then materialises only its first ``limit`` rows (local files are read whole).
+    """
     source = data_cfg.dataset
     if source.startswith("builtin:"):
         files = builtin_split_files(source[len("builtin:"):], data_dir=data_dir or data_cfg.data_dir,
                                     split_seed=data_cfg.split_seed, val_fraction=data_cfg.val_fraction)
-        which = "validation" if split == data_cfg.eval_split else "train"
+        which = _which(split, data_cfg)
         # built-in files already use the normalised field names
         return read_jsonl(files[which], ("input", "output") if data_cfg.task == "conditional" else ("text",))
     path = Path(source).expanduser()
     if path.is_dir():
-        for ext in (".jsonl", ".json", ".txt"):
-            f = path / f"{split}{ext}"
-            if f.is_file():
-                return _read_file(f, data_cfg)
+        f = _split_file(path, split)
+        if f is None and split in (data_cfg.eval_split, data_cfg.train_split):
+            f = _split_file(path, "validation" if split == data_cfg.eval_split else "train")
+        if f is not None:
+            return _read_file(f, data_cfg)
+        train = _split_file(path, "train")
+        if train is not None and split in (data_cfg.eval_split, "validation"):
+            return _split_list(_read_file(train, data_cfg), "validation", data_cfg)  # held out of train
         raise ConfigError(f"data.dataset: {path} has no {split}.jsonl / {split}.txt")
     if path.is_file():
         return _split_list(_read_file(path, data_cfg), split, data_cfg)
     if not is_hub_id(source) or source.endswith((".jsonl", ".txt", ".json")):
         raise ConfigError(f"data.dataset: file or directory not found: {source}")
-    return _load_hub(source, split, data_cfg)
+    return _load_hub(source, split, data_cfg, limit)
 
 
-def _load_hub(source: str, split: str, data_cfg) -> list[dict]:
-    import os
+def _load_hub(source: str, split: str, data_cfg, limit: Optional[int] = None) -> list[dict]:
+    from elfctl.data.assets import force_offline, hub_reachable
 
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    if not hub_reachable():
+        force_offline()
     try:
         from datasets import load_dataset
 
         ds = load_dataset(source, data_cfg.hub_config, split=split)
     except Exception as e:  # noqa: BLE001 - offline, missing split, missing config: all one line
         raise ConfigError(f"data.dataset: hub dataset '{source}' ({data_cfg.hub_config or 'default'}, split {split}) "
-                          f"is not available here ({type(e).__name__}); download it where the hub is reachable and "
+                          f"is not available here ({type(e).__name__}); download it where the hub is reachable (or "
+                          f"export it to JSONL) and "
                           f"set data.dataset to a local JSONL file or directory") from None
+    if limit is not None and limit < len(ds):
+        ds = ds.select(range(limit))  # materialise only what will be used
     fields = _fields(data_cfg)
     records = []
-    for row in ds:
+    for i, row in enumerate(ds):
         if "translation" in row and data_cfg.task == "conditional":  # wmt-style rows
             row = {**row, **row["translation"]}
+        missing = [f for f in fields if not isinstance(row.get(f), str)]
+        if missing:
+            raise ConfigError(f"data.dataset: hub dataset '{source}' row {i}: no text field '{missing[0]}' (fields "
+                              f"present: {', '.join(row)}); set data.{'text' if len(fields) == 1 else 'input/output'}"
+                              f"_field")
         records.append({f: row[f] for f in fields})
     return _normalise(records, data_cfg)

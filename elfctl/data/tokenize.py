@@ -4,10 +4,14 @@ Every example becomes three tensors of length ``data.max_length``:
 ``input_ids``; ``attention_mask`` (valid tokens: loss and attention); ``cond_mask`` (condition positions).
 
 * unconditional: ``text + [eos]``, then padded (``pad_token: pad``: pad id, not valid) or packed windows;
-* conditional: ``[c + eos ; y + eos]``, the condition first truncated to ``max_input_length``, padding with eos
+* conditional: ``[c + eos ; y + eos]``, the condition (with its eos) first truncated to ``max_input_length``, then
+  the target cut so the whole sequence fits ``max_length`` (a cut text always keeps its closing eos); padding with eos
   (``pad_token: eos``: every position valid, so the model learns to emit eos runs) or pad.
 
-BERT-style tokenizers get no [CLS]; their [SEP] serves as eos. T5's ``</s>`` is its eos.
+Special tokens: texts are tokenized with ``add_special_tokens=False`` and the eos is appended here, so every
+tokenizer behaves alike. BERT-style tokenizers get no [CLS]; their [SEP] serves as eos (and [PAD] as pad). T5's
+``</s>`` is its eos. A tokenizer without a pad token (GPT-2) pads with eos, still masked out under ``pad``.
+An example counts as truncated when any of its tokens were cut (``Stats.truncated``).
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ class Stats:
     examples: int = 0
     tokens: int = 0
     truncated: int = 0
+    skipped: int = 0  # records dropped before tokenizing (blank text, blank condition or target)
 
 
 class SequenceBuilder:
@@ -113,10 +118,12 @@ class SequenceBuilder:
         room_c = min(self.cfg.max_input_length or self.L - 1, self.L - 1) - 1
         truncated = len(c) > room_c
         c = c[:room_c] + [self.eos]
-        y = (token_ids(self.tok, target) if y is None else list(y)) + [self.eos]
-        if len(c) + len(y) > self.L:
-            y = y[: self.L - len(c)]
+        y = token_ids(self.tok, target) if y is None else list(y)
+        room_y = self.L - len(c) - 1  # >= 0: the condition (with its eos) is at most L - 1 tokens
+        if len(y) > room_y:
+            y = y[:room_y]  # the target keeps its closing eos, as an unconditional text does
             truncated = True
+        y = y + [self.eos]
         self.stats.truncated += int(truncated)
         return self._finish(c + y, len(c))
 
