@@ -1,87 +1,172 @@
-"""Generative perplexity and entropy of text samples under a judge LM, by the rules of a Protocol.
+"""Generative perplexity and entropy of text samples under a judge LM, by the rules of a :class:`Protocol`.
 
-Batches are right-padded with an attention mask; each position's NLL depends only on its own sample, so the
-result does not depend on batch size or padding (tested). Sums are kept per sample (float64) for the
-bootstrap interval.
+Each sample becomes one judge row (``prepare_rows``) and a 0/1 weight per predicted position. Rows are batched by
+length and right-padded; the attention mask hides padding and position ids count from 0 in every row, so a
+position's NLL depends on its own sample only: results do not depend on batch size or padding (tested with
+batch 1 vs 3 on mixed lengths). Token NLLs are computed from float64 log-softmax and summed in float64 per sample
+(kept for the bootstrap); the corpus number is token-weighted: PPL = exp(sum NLL / sum tokens).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections import Counter
 from dataclasses import dataclass
-
-import torch
+from typing import Optional, Sequence
 
 from elfctl.eval.judge import Judge
 from elfctl.eval.protocol import Protocol
 
+LOGIT_CHUNK = 256  # positions per float64 log-softmax (bounds memory: 256 x vocab x 8 bytes)
+
 
 @dataclass
 class SampleScore:
-    nll_sum: float      # summed NLL (nats) of the scored tokens
+    nll_sum: float      # summed NLL (nats) of the scored tokens, float64
     n_scored: int       # tokens scored
     entropy: float      # unigram entropy (nats) of the sample's judge tokens
-    n_tokens: int       # judge tokens of the sample (after truncation)
+    n_tokens: int       # the sample's own judge tokens after truncation (no added BOS/EOS)
+
+    @property
+    def ppl(self) -> float:
+        return math.exp(self.nll_sum / self.n_scored) if self.n_scored else float("nan")
 
 
-def judge_chunks(text: str, judge: Judge, protocol: Protocol) -> list[list[int]]:
-    ids = judge.tokenizer(text, add_special_tokens=False)["input_ids"]
-    L = protocol.max_length
-    if protocol.long_samples == "chunk":
-        return [ids[i:i + L] for i in range(0, len(ids), L)] or [[]]
-    eos = judge.eos_id
-    if eos is not None and eos in ids:
-        ids = ids[: ids.index(eos) + 1]  # the first EOS counts; nothing after it does
-    return [ids[:L]]
+@dataclass
+class Row:
+    ids: list[int]          # what the judge reads: [BOS] text-tokens [EOS]
+    weights: list[int]      # len(ids) - 1 entries: 1 where the token ids[j + 1] is scored
+    text_ids: list[int]     # the sample's own tokens (for entropy)
 
 
-def unigram_entropy(ids: list[int]) -> float:
+def unigram_entropy(ids: Sequence[int]) -> float:
+    """-sum p log p (nats) of the token frequencies in one sample; 0 for an empty sample."""
     if not ids:
         return 0.0
-    counts = Counter(ids)
     n = len(ids)
-    return -sum(c / n * math.log(c / n) for c in counts.values())
+    return -math.fsum(c / n * math.log(c / n) for c in Counter(ids).values())
 
 
-@torch.no_grad()
-def score_texts(texts: list[str], judge: Judge, protocol: Protocol, *, batch_size: int = 8) -> list[SampleScore]:
-    chunks = [judge_chunks(t, judge, protocol) for t in texts]
-    flat = [(i, c) for i, cs in enumerate(chunks) for c in cs]
-    nll = [0.0] * len(texts)
-    n_scored = [0] * len(texts)
-    device = next(judge.model.parameters()).device
-    order = sorted(range(len(flat)), key=lambda k: len(flat[k][1]))  # similar lengths together: less padding
-    for start in range(0, len(order), batch_size):
-        group = [flat[k] for k in order[start:start + batch_size]]
-        width = max(len(c) for _, c in group)
-        if width < 2:
-            continue  # nothing after the first token to score
+def prepare_rows(texts: Sequence[str], judge: Judge, protocol: Protocol) -> list[Row]:
+    """Apply the protocol's retokenization, BOS, EOS and length rules (no model call)."""
+    L = protocol.max_length
+    eos = judge.token_id(protocol.eos or judge.eos_token)
+    encoded = [judge.encode(t) for t in texts]
+    rows = []
+    if protocol.eos_rule == "cut":
+        bos = [judge.token_id(protocol.bos)] if protocol.bos else []
+        for ids in encoded:
+            cut = eos is not None and eos in ids
+            if cut:
+                ids = ids[: ids.index(eos) + 1]        # the first EOS counts; nothing after it does
+            row = (bos + ids)[:L]
+            text_ids = row[len(bos):]
+            if eos is not None and len(row) < L and not (cut and row[-1] == eos):
+                row = row + [eos]                      # the sample ended: its end is scored as one EOS
+            rows.append(Row(row, [1] * max(len(row) - 1, 0), text_ids))
+    elif protocol.eos_rule == "mdlm":
+        truncated = [ids[:L] for ids in encoded]
+        longest = max((len(ids) for ids in truncated), default=0)
+        for ids in truncated:
+            # MDLM pads every row with EOS to the longest of the set; only the first pad can ever be counted.
+            row = ids + [eos] if eos is not None and len(ids) < longest else list(ids)
+            weights, seen = [], 0
+            for j, t in enumerate(row):
+                seen += t == eos
+                if j >= 1:
+                    weights.append(int(t != eos or seen == 1))   # non-EOS tokens, and the row's first EOS
+            rows.append(Row(row, weights, list(ids)))
+    else:  # pragma: no cover - Protocol is built by make_protocol
+        raise ValueError(f"unknown eos rule {protocol.eos_rule}")
+    return rows
+
+
+def _accepts_position_ids(model) -> bool:
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+    return "position_ids" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def score_rows(rows: Sequence[Row], judge: Judge, *, batch_size: int = 8) -> list[tuple[float, int]]:
+    """(summed NLL, scored tokens) per row."""
+    import torch
+
+    model = judge.model
+    try:
+        device = next(model.parameters()).device
+    except (StopIteration, AttributeError):
+        device = torch.device("cpu")
+    pass_positions = _accepts_position_ids(model)
+    out: list[tuple[float, int]] = [(0.0, 0)] * len(rows)
+    todo = [i for i, r in enumerate(rows) if len(r.ids) >= 2 and any(r.weights)]
+    todo.sort(key=lambda i: len(rows[i].ids))  # similar lengths together: less padding
+    for start in range(0, len(todo), batch_size):
+        group = todo[start:start + batch_size]
+        width = max(len(rows[i].ids) for i in group)
         ids = torch.zeros(len(group), width, dtype=torch.long)
         mask = torch.zeros(len(group), width, dtype=torch.long)
-        for r, (_, c) in enumerate(group):
-            ids[r, : len(c)] = torch.tensor(c)
-            mask[r, : len(c)] = 1
-        logits = judge.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.double()
-        logp = torch.log_softmax(logits[:, :-1], dim=-1)
-        tok_nll = -logp.gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1)
-        valid = mask[:, 1:].to(device).bool()
-        sums = (tok_nll * valid).sum(-1).tolist()
-        counts = valid.sum(-1).tolist()
-        for r, (i, _) in enumerate(group):
-            nll[i] += sums[r]
-            n_scored[i] += counts[r]
-    out = []
-    for i, cs in enumerate(chunks):
-        all_ids = [t for c in cs for t in c]
-        out.append(SampleScore(nll[i], n_scored[i], unigram_entropy(all_ids), len(all_ids)))
+        weights = torch.zeros(len(group), width - 1, dtype=torch.float64)
+        for r, i in enumerate(group):
+            n = len(rows[i].ids)
+            ids[r, :n] = torch.tensor(rows[i].ids)
+            mask[r, :n] = 1
+            weights[r, : n - 1] = torch.tensor(rows[i].weights, dtype=torch.float64)
+        kwargs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+        if pass_positions:
+            kwargs["position_ids"] = torch.arange(width, device=device).expand(len(group), width)
+        with torch.inference_mode():
+            logits = model(**kwargs).logits[:, :-1]
+            targets = ids[:, 1:].to(device)
+            nll = torch.empty(len(group), width - 1, dtype=torch.float64, device=device)
+            for c in range(0, width - 1, LOGIT_CHUNK):
+                lg = logits[:, c:c + LOGIT_CHUNK].to(torch.float64)
+                tgt = targets[:, c:c + LOGIT_CHUNK].unsqueeze(-1)
+                nll[:, c:c + LOGIT_CHUNK] = (torch.logsumexp(lg, -1) - lg.gather(-1, tgt).squeeze(-1))
+        w = weights.to(device)
+        sums = torch.where(w > 0, nll * w, torch.zeros_like(nll)).sum(-1).tolist()  # padding never reaches a sum
+        counts = w.sum(-1).tolist()
+        for r, i in enumerate(group):
+            out[i] = (float(sums[r]), int(round(counts[r])))
     return out
 
 
-def aggregate(scores: list[SampleScore]) -> dict:
-    total_nll = sum(s.nll_sum for s in scores)
+def score_texts(texts: Sequence[str], judge: Judge, protocol: Protocol, *, batch_size: int = 8) -> list[SampleScore]:
+    """Per-sample NLL sums, token counts and entropies under ``protocol``."""
+    rows = prepare_rows(texts, judge, protocol)
+    scored = score_rows(rows, judge, batch_size=batch_size)
+    return [SampleScore(s, n, unigram_entropy(r.text_ids), len(r.text_ids)) for r, (s, n) in zip(rows, scored)]
+
+
+def corpus_ppl(scores: Sequence[SampleScore]) -> float:
+    n = sum(s.n_scored for s in scores)
+    return math.exp(math.fsum(s.nll_sum for s in scores) / n) if n else float("nan")
+
+
+def mean_entropy(scores: Sequence[SampleScore]) -> float:
+    return math.fsum(s.entropy for s in scores) / len(scores) if scores else float("nan")
+
+
+def aggregate(scores: Sequence[SampleScore]) -> dict:
     total_n = sum(s.n_scored for s in scores)
-    mean_nll = total_nll / total_n if total_n else float("nan")
+    mean_nll = math.fsum(s.nll_sum for s in scores) / total_n if total_n else float("nan")
     return {"genppl": math.exp(mean_nll) if total_n else float("nan"), "mean_nll": mean_nll,
-            "scored_tokens": total_n, "entropy": sum(s.entropy for s in scores) / max(len(scores), 1),
-            "num_samples": len(scores)}
+            "scored_tokens": total_n, "entropy": mean_entropy(scores), "num_samples": len(scores),
+            "judge_tokens": sum(s.n_tokens for s in scores)}
+
+
+def per_sample(scores: Sequence[SampleScore]) -> dict:
+    """The per-sample numbers the results JSON keeps (for a later bootstrap or paired comparison)."""
+    return {"nll_sum": [s.nll_sum for s in scores], "n_scored": [s.n_scored for s in scores],
+            "entropy": [s.entropy for s in scores]}
+
+
+def genppl(texts: Sequence[str], judge: Judge, protocol: Optional[Protocol] = None, *,
+           batch_size: int = 8) -> dict:
+    """Convenience: aggregate Gen PPL + entropy of ``texts`` (protocol ``elf`` for the judge by default)."""
+    from elfctl.eval.protocol import make_protocol
+
+    protocol = protocol or make_protocol("elf", judge.name)
+    return aggregate(score_texts(texts, judge, protocol, batch_size=batch_size))

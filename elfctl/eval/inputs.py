@@ -3,12 +3,18 @@
 * ``.jsonl`` with a ``{"type": "header"}`` first line (``elfctl sample``), or any JSONL whose objects have a
   ``text`` field;
 * ``.json``: a list of strings;
-* anything else: plain text — blank-line separated samples when the file has blank lines, else one per line.
+* anything else: plain text. When the file has at least one blank line (a line of only whitespace) between
+  non-blank lines, samples are separated by blank lines and each sample's lines are joined with one space;
+  otherwise every non-blank line is one sample. Whitespace runs inside a sample become one space.
+
+Samples whose text is empty are kept (diversity counts them); a file with no sample, or only empty ones, is an
+error. Every error is a :class:`ConfigError` naming the file (exit 2, one line).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -68,7 +74,8 @@ def read_samples(path: Path) -> Samples:
             raise ConfigError(f"{path}: a .json samples file must be a list of strings")
         out = Samples(path, data, {}, [None] * len(data))
     else:
-        parts = text.split("\n\n") if "\n\n" in text.strip() else text.splitlines()
+        body = text.strip()
+        parts = re.split(r"\n[ \t\r\f\v]*\n", body) if re.search(r"\n[ \t\r\f\v]*\n", body) else body.splitlines()
         texts = [" ".join(p.split()) for p in parts if p.strip()]
         out = Samples(path, texts, {}, [None] * len(texts))
     if not out.texts:
@@ -79,15 +86,30 @@ def read_samples(path: Path) -> Samples:
 
 
 def read_references(path: Path) -> list[str]:
+    """References from a file: an ``elfctl sample`` JSONL's ``reference`` fields, or one text per sample."""
     s = read_samples(path)
-    if Path(path).suffix == ".jsonl" and any(r is not None for r in s.references) and s.header:
+    if Path(path).suffix == ".jsonl" and s.header and any(r is not None for r in s.references):
         return [r or "" for r in s.references]
     return s.texts
 
 
+def check_pairs(hypotheses: list, references: list, hyp_source, ref_source) -> None:
+    """Hypotheses and references must match one to one."""
+    if len(hypotheses) != len(references):
+        raise ConfigError(f"{ref_source}: {len(references)} references but {hyp_source} has {len(hypotheses)} "
+                          f"hypotheses; they must match one to one")
+
+
+def _run_time(run: Path) -> float:
+    cfg = run / "config.yaml"
+    return (cfg if cfg.is_file() else run).stat().st_mtime
+
+
 def newest_samples(runs_dir: Path) -> Path:
-    files = sorted(Path(runs_dir).glob("*/samples/*.jsonl"), key=lambda p: p.stat().st_mtime)
-    if not files:
+    """The newest ``samples/*.jsonl`` of the newest run (by its config.yaml's time) that has samples."""
+    runs = [r for r in Path(runs_dir).glob("*") if r.is_dir() and any((r / "samples").glob("*.jsonl"))]
+    if not runs:
         raise ConfigError(f"no samples found under {Path(runs_dir).resolve()}/*/samples/ (run `elfctl sample` first, "
                           f"or pass --samples FILE)")
-    return files[-1]
+    run = max(runs, key=lambda r: (_run_time(r), r.name))
+    return max((run / "samples").glob("*.jsonl"), key=lambda p: (p.stat().st_mtime, p.name))
