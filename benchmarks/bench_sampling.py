@@ -1,11 +1,15 @@
 """Sampling throughput, and the sampler's own overhead against the bare network loop.
 
-    python benchmarks/bench_sampling.py                       # elf-tiny on the CPU: batch 16, length 64, C 384
-    python benchmarks/bench_sampling.py --preset elf-b --length 1024 --batch 64 --latent-dim 512 --vocab 32128
+    python benchmarks/bench_sampling.py                     # CPU: elf-tiny, batch 16, length 64, latent 384
+    python benchmarks/bench_sampling.py --json bench.json   # also write the rows as JSON
 
-Times N-step SDE sampling (random weights: speed does not depend on them) and the same network called in a
-bare loop with the same number of forwards and shapes and no sampler logic. Overhead = sampler / bare − 1
-(target < 5%). On CUDA the network runs under bf16 autocast.
+On the CPU: elf-tiny with random weights, N-step SDE sampling, against the same
+network called in a bare loop with the same number of forwards (N denoise + 1 decode), the same shapes (on the
+CPU: the very inputs the sampler produced, replayed) and no sampler logic. overhead = sampler / bare − 1
+(target < 5%). An ODE row separates the churn noise (drawn with torch.Generator on the CPU, where it is the
+bulk of the overhead) from the rest of the sampler.
+On CUDA it also runs ELF-B at length 1024, batch 64 and 256, under bf16 autocast (Triton kernels, noise drawn
+in-kernel). Runs are interleaved and the minimum of ``--repeats`` is kept.
 """
 
 from __future__ import annotations
@@ -16,74 +20,104 @@ import time
 
 import torch
 
+from elfctl import kernels
 from elfctl.config import load_config
 from elfctl.flow import FlowPath
 from elfctl.model import build_model
 from elfctl.sampling.sampler import EulerSampler, SamplerSettings
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", default="elf-tiny")
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--length", type=int, default=64)
-    ap.add_argument("--latent-dim", type=int, default=384)
-    ap.add_argument("--vocab", type=int, default=30522)
-    ap.add_argument("--steps", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--json", default=None)
-    args = ap.parse_args()
-
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    cfg = load_config(None, [f"model.preset={args.preset}"])
+def bench(preset: str, B: int, L: int, C: int, vocab: int, steps: int, sampler: str, repeats: int,
+          device: torch.device) -> dict:
+    cfg = load_config(None, [f"model.preset={preset}"])
     torch.manual_seed(0)
-    model = build_model(cfg.model, args.latent_dim, args.vocab).to(device).eval()
+    model = build_model(cfg.model, C, vocab).to(device).eval()
     torch.nn.init.normal_(model.flow_head.weight, std=0.02)
-    settings = SamplerSettings(steps=args.steps, sampler="sde", gamma=1.5, sc_cfg=3.0)
-    sampler = EulerSampler(model, FlowPath(), settings)
-    B, L, C = args.batch, args.length, args.latent_dim
+    settings = SamplerSettings(steps=steps, sampler=sampler, gamma=1.5, sc_cfg=3.0)
+    elf_sampler = EulerSampler(model, FlowPath(), settings)
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    z = torch.randn(B, L, C, device=device)
+    t = torch.full((B,), 0.5, device=device)
+    w = torch.full((B,), 3.0, device=device)
 
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize()
 
+    @torch.no_grad()
     def run_sampler():
         with amp:
-            sampler.sample(B, L, C, seed=0, device=device)
+            elf_sampler.sample(B, L, C, seed=0, device=device)
 
-    z = torch.randn(B, L, C, device=device)
-    t = torch.full((B,), 0.5, device=device)
-    w = torch.full((B,), 3.0, device=device)
+    # The bare loop: on the CPU it replays the exact inputs of one sampler run (CPU kernels are value-dependent:
+    # subnormals make a synthetic loop slower than the real one); on CUDA (memory) it loops on a fixed z.
+    replay = []
+    if device.type == "cpu":
+        class Recorder(torch.nn.Module):
+            def forward(self, z_, t_, **kw):
+                replay.append((z_.clone(), t_.clone(), {k: v.clone() if torch.is_tensor(v) else v
+                                                        for k, v in kw.items()}))
+                return model(z_, t_, **kw)
+
+        with torch.no_grad():
+            EulerSampler(Recorder(), FlowPath(), settings).sample(B, L, C, seed=0, device=device)
 
     @torch.no_grad()
     def run_bare():
         with amp:
+            if replay:
+                for z_, t_, kw in replay:
+                    model(z_, t_, **kw)
+                return
             x = torch.zeros_like(z)
-            for _ in range(args.steps):
+            for _ in range(steps):
                 x, _ = model(z, t, x_sc=x, sc_cfg=w)
             model(z, t, x_sc=torch.zeros_like(z), sc_cfg=w, decode=True)
 
-    res = {"device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
-           "preset": args.preset, "batch": B, "length": L, "steps": args.steps}
-    for name, fn in (("sampler", run_sampler), ("bare", run_bare)):
+    times = {"sampler": [], "bare": []}
+    for fn in (run_sampler, run_bare):  # warm-up (and Triton compilation)
         fn()
-        sync()
-        times = []
-        for _ in range(args.repeats):
+    sync()
+    for _ in range(repeats):
+        for name, fn in (("sampler", run_sampler), ("bare", run_bare)):
             t0 = time.perf_counter()
             fn()
             sync()
-            times.append(time.perf_counter() - t0)
-        res[f"{name}_s"] = round(min(times), 4)
-    res["samples_per_s"] = round(B / res["sampler_s"], 2)
-    res["tokens_per_s"] = round(B * L / res["sampler_s"], 1)
-    res["overhead_pct"] = round(100 * (res["sampler_s"] / res["bare_s"] - 1), 1)
-    print("| " + " | ".join(res) + " |\n|" + "---|" * len(res))
-    print("| " + " | ".join(str(v) for v in res.values()) + " |")
+            times[name].append(time.perf_counter() - t0)
+    s, b = min(times["sampler"]), min(times["bare"])
+    return {"preset": preset, "sampler": f"{sampler} {steps} steps", "batch": B, "length": L, "latent": C,
+            "sampler_s": round(s, 4), "bare_s": round(b, 4), "samples_per_s": round(B / s, 2),
+            "tokens_per_s": round(B * L / s, 1), "overhead_pct": round(100 * (s / b - 1), 1),
+            "kernels": kernels.resolve_backend(z)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--cpu-only", action="store_true", help="skip the CUDA rows even when a GPU is present")
+    ap.add_argument("--json", default=None, help="write the rows (and the device) to this file")
+    args = ap.parse_args()
+
+    cpu = torch.device("cpu")
+    rows = [bench("elf-tiny", 16, 64, 384, 30522, args.steps, "sde", args.repeats, cpu),
+            bench("elf-tiny", 16, 64, 384, 30522, args.steps, "ode", args.repeats, cpu)]
+    devices = {"cpu": f"cpu ({torch.get_num_threads()} threads)"}
+    if torch.cuda.is_available() and not args.cpu_only:
+        gpu = torch.device("cuda")
+        devices["cuda"] = torch.cuda.get_device_name()
+        for B in (64, 256):
+            rows.append(bench("elf-b", B, 1024, 768, 32128, args.steps, "sde", max(2, args.repeats // 2), gpu))
+    for r in rows:
+        r["device"] = devices["cuda" if r["kernels"] == "triton" or r["preset"] == "elf-b" else "cpu"]
+    keys = ["device", "preset", "sampler", "batch", "length", "latent", "samples_per_s", "tokens_per_s",
+            "sampler_s", "bare_s", "overhead_pct", "kernels"]
+    print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
+    for r in rows:
+        print("| " + " | ".join(str(r[k]) for k in keys) + " |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(res, f, indent=2)
+            json.dump({"devices": devices, "rows": rows}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,8 @@ def sample(
                                                 "and suffix (default: all the room left)."),
     trajectory: Optional[str] = typer.Option(None, "--trajectory", help="Record decoded text at these step "
                                              "indices, e.g. 0,8,16,31."),
-    no_ema: bool = typer.Option(False, "--no-ema", help="Use the raw weights instead of the EMA."),
+    no_ema: bool = typer.Option(False, "--no-ema", help="Use the raw weights instead of the EMA (default: the "
+                                "recipe's sample.ema)."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow loading a pickle weights file."),
     truncate: bool = typer.Option(False, "--truncate", help="Truncate prompts that do not fit (with a warning)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
@@ -65,7 +66,7 @@ def sample(
                                                                                           else []),
                         out=out, input_file=input_file, prompt=prompt, prefix=prefix, suffix=suffix,
                         infill_length=infill_length, trajectory=_parse_int_list(trajectory, "--trajectory"),
-                        ema=not no_ema, trust_pickle=trust_pickle, truncate=truncate, device=device)
+                        ema=False if no_ema else None, trust_pickle=trust_pickle, truncate=truncate, device=device)
     for path, header in run_sampling(req, log=typer.echo):
         typer.echo(f"wrote {header['num_samples']} samples to {path} ({header['nfe']} forward passes per batch, "
                    f"{header['wall_time_s']:.1f}s)")

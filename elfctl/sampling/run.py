@@ -21,7 +21,7 @@ import torch
 
 from elfctl.errors import ConfigError
 from elfctl.flow import FlowPath
-from elfctl.sampling.sampler import EulerSampler, SamplerSettings
+from elfctl.sampling.sampler import EulerSampler, SamplerSettings, mix_seed
 
 
 @dataclass
@@ -44,7 +44,7 @@ class SampleRequest:
     suffix: Optional[str] = None
     infill_length: Optional[int] = None
     trajectory: list[int] = field(default_factory=list)
-    ema: bool = True
+    ema: Optional[bool] = None          # None: the recipe's sample.ema
     trust_pickle: bool = False
     truncate: bool = False
     device: str = "auto"
@@ -101,21 +101,28 @@ def _read_inputs(path: Path) -> list[dict]:
     return rows
 
 
-def run_sampling(req: SampleRequest, log: Callable[[str], None] = print) -> Iterator[tuple[Path, dict]]:
+def run_sampling(req: SampleRequest, log: Callable[[str], None] = print,
+                 warn: Optional[Callable[[str], None]] = None) -> Iterator[tuple[Path, dict]]:
+    """Yield (output path, header) per seed; every flag left None takes the recipe's ``sample.*`` value."""
     from elfctl import kernels
     from elfctl.data.tokenize import decode_ids
-    from elfctl.sampling.conditioning import infill_condition, prompt_condition
+    from elfctl.sampling.conditioning import infill_condition, infill_text_ids, prompt_condition
     from elfctl.sampling.loading import load_for_sampling
     from elfctl.train.distributed import pick_device
 
     validate(req)
     if req.ref is not None and not Path(req.ref).exists():
         raise ConfigError(f"run or checkpoint not found: {req.ref} (looked at {Path(req.ref).resolve()})")
+    warn = warn or log
     device = pick_device(req.device)
     loaded = load_for_sampling(req.ref, runs_root=req.runs_dir, ema=req.ema, device=device,
                                trust_pickle=req.trust_pickle)
+    ema = loaded.ema
     cfg, model, tok = loaded.cfg, loaded.model, loaded.tokenizer
     settings, guidance = resolve_settings(req, cfg)
+    bad = [k for k in req.trajectory if not 0 <= k < settings.steps]
+    if bad:
+        raise ConfigError(f"--trajectory: step {bad[0]} is out of range; steps are 0..{settings.steps - 1}")
     conditional = cfg.data.task == "conditional"
     if conditional and (req.prefix or req.suffix):
         raise ConfigError("--prefix/--suffix infill unconditional models; this model is conditional: use --prompt "
@@ -147,20 +154,21 @@ def run_sampling(req: SampleRequest, log: Callable[[str], None] = print) -> Iter
 
     for seed in req.seeds or [cfg.sample.seed]:
         sampler = EulerSampler(model, path, settings)
-        records, t0, nfe, rows = [], time.perf_counter(), 0, 0
-        progress = _Progress(num, enabled=sys.stdout.isatty())
+        records, t0, nfe, rows, traj_passes = [], time.perf_counter(), 0, 0, 0
+        progress = _Progress(num, tty=sys.stdout.isatty(), label=f"seed {seed}")
         for b, start in enumerate(range(0, num, bs)):
             n = min(bs, num - start)
             cond, layout, batch_inputs = None, None, inputs[start:start + n]
             if conditional:
                 cond = prompt_condition([r["input"] for r in batch_inputs], tok, loaded.encoder, cfg.data, device,
-                                        truncate=req.truncate)
+                                        truncate=req.truncate, warn=lambda m: warn(f"warning: {m}"))
             elif req.prefix or req.suffix:
-                cond, layout = infill_condition(req.prefix or "", req.suffix or "", n, tok, loaded.encoder, L, device,
-                                                req.infill_length)
-            res = sampler.sample(n, L, model.latent_dim, seed=seed * 1_000_003 + b, device=device, cond=cond,
+                cond, layout = infill_condition(req.prefix or "", req.suffix or "", n, tok, loaded.encoder, cfg.data,
+                                                device, req.infill_length)
+            # each batch has its own stream from (seed, b): a sample does not depend on the batches before it
+            res = sampler.sample(n, L, model.latent_dim, seed=mix_seed(seed, b), device=device, cond=cond,
                                  trajectory_steps=req.trajectory)
-            nfe, rows = res.nfe, max(rows, res.rows)
+            nfe, rows, traj_passes = res.nfe, max(rows, res.rows), res.trajectory_passes
             for j in range(n):
                 ids = res.token_ids[j].tolist()
                 rec = {"type": "sample", "index": start + j}
@@ -172,10 +180,9 @@ def run_sampling(req: SampleRequest, log: Callable[[str], None] = print) -> Iter
                         rec["reference"] = batch_inputs[j]["reference"]
                     ids = ids[n_cond:]
                 elif layout is not None:
-                    mid = ids[layout["middle_start"]:layout["middle_start"] + layout["middle_len"]]
+                    mid, full = infill_text_ids(ids, layout, _eos(tok))
                     rec["middle"] = decode_ids(tok, mid)
-                    rec["text"] = decode_ids(tok, layout["prefix_ids"] + [i for i in mid if i != _eos(tok)]
-                                             + layout["suffix_ids"])
+                    rec["text"] = decode_ids(tok, full)
                     rec["prefix"], rec["suffix"] = req.prefix or "", req.suffix or ""
                 else:
                     rec["text"] = decode_ids(tok, ids)
@@ -190,8 +197,11 @@ def run_sampling(req: SampleRequest, log: Callable[[str], None] = print) -> Iter
                   "run_dir": str(run_dir), "recipe": cfg.name, "task": cfg.data.task,
                   "sampler": {k: v for k, v in asdict(settings).items()
                               if k in ("steps", "sampler", "gamma", "time_grid", "cfg", "sc_cfg")},
-                  "guidance": guidance, "seed": seed, "nfe": nfe, "rows_per_batch": rows, "wall_time_s": wall,
-                  "ema": req.ema, "device": str(device), "kernels_backend": backend, "num_samples": len(records),
+                  "guidance": guidance, "seed": seed, "nfe": nfe + traj_passes,
+                  "nfe_breakdown": {"denoise": nfe - 1, "decode": 1, "trajectory": traj_passes,
+                                    "rows_per_denoise": 2 if (settings.cfg != 1.0 and conditional) else 1},
+                  "rows_per_batch": rows, "wall_time_s": wall, "ema": ema, "device": str(device),
+                  "kernels_backend": backend, "num_samples": len(records),
                   "tokenizer": cfg.encoder.tokenizer or cfg.encoder.source}
         out = req.out
         if out is None:
@@ -221,18 +231,25 @@ def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
 
 
 class _Progress:
-    def __init__(self, total: int, enabled: bool):
-        self.bar = None
-        if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    """A rich bar over batches on a terminal; otherwise one plain line per batch (logs, CI, pipes)."""
 
-            self.bar = Progress(TextColumn("sample"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-            self.task = self.bar.add_task("sample", total=total)
+    def __init__(self, total: int, tty: bool, label: str = "sample"):
+        self.total, self.label, self.bar, self.t0 = total, label, None, time.perf_counter()
+        if tty:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            self.bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                                TimeElapsedColumn(), TimeRemainingColumn())
+            self.task = self.bar.add_task(label, total=total, rate="")
             self.bar.start()
 
     def update(self, done: int, log) -> None:
+        rate = done / max(time.perf_counter() - self.t0, 1e-9)
         if self.bar is not None:
-            self.bar.update(self.task, completed=done)
+            self.bar.update(self.task, completed=done, rate=f"{rate:.2f} samples/s")
+        else:
+            log(f"{self.label}: {done}/{self.total} samples ({rate:.2f} samples/s)")
 
     def close(self) -> None:
         if self.bar is not None:
