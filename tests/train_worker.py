@@ -1,6 +1,9 @@
 """Run a short synthetic training (used by tests as a subprocess, alone or under torchrun).
 
-usage: python tests/train_worker.py RUN_DIR [section.key=value ...]
+usage: python tests/train_worker.py RUN_DIR [--learned-encoder] [section.key=value ...]
+
+``--learned-encoder``: the synthetic encoder is a trainable embedding table (trained with the network, like
+``encoder.mode=learned``).
 """
 
 import sys
@@ -8,6 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
 from synthetic import SyntheticData  # noqa: E402
 
 from elfctl.config import load_config  # noqa: E402
@@ -18,8 +23,33 @@ BASE = ["train.steps=12", "train.batch_size=8", "train.log_every=1", "train.save
         "model.preset=elf-tiny", "model.depth=2", "model.hidden_size=32", "model.num_heads=2", "optim.blr=0.02",
         "optim.warmup_steps=2", "optim.ema_decay=0.9"]
 
+
+class LearnedEncoder(nn.Module):
+    """A trainable token-embedding table: ids (B, L) -> latents (B, L, C)."""
+
+    def __init__(self, vocab_size: int = 23, latent_dim: int = 8):
+        super().__init__()
+        self.latent_dim, self.vocab_size, self.trainable = latent_dim, vocab_size, True
+        self.embedding = nn.Embedding(vocab_size, latent_dim)
+        with torch.no_grad():
+            self.embedding.weight.copy_(torch.randn(vocab_size, latent_dim, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, input_ids, attention_mask=None):
+        return self.embedding(input_ids)
+
+
+class LearnedSyntheticData(SyntheticData):
+    def __init__(self, cfg, run_dir, device):
+        super().__init__(cfg, run_dir, device)
+        self.encoder = LearnedEncoder().to(device)
+        self.trainable_encoder = True
+
+
 if __name__ == "__main__":
     run_dir, *over = sys.argv[1:]
+    learned = "--learned-encoder" in over
+    over = [o for o in over if o != "--learned-encoder"]
     cfg = load_config(None, BASE + [f"train.run_dir={run_dir}"] + over)
-    Trainer(cfg, data_source=SyntheticData, log=lambda s: print(s, flush=True)).run()
+    Trainer(cfg, data_source=LearnedSyntheticData if learned else SyntheticData,
+            log=lambda s: print(s, flush=True)).run()
     shutdown_distributed()

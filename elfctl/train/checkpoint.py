@@ -163,7 +163,13 @@ def resolve_checkpoint(ref: Optional[str | Path], *, runs_root: Path = Path("run
 
 def load_state_dict_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], *, what: str) -> None:
     """Load weights, or raise one ConfigError listing every missing, unexpected and mis-shaped key."""
-    own = module.state_dict()
+    check_state_dict(module.state_dict(), state, what=what)
+    module.load_state_dict(state)
+
+
+def check_state_dict(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], *, what: str) -> None:
+    """Raise one ConfigError listing every key of ``state`` missing from, unexpected in or mis-shaped against
+    ``own`` (a module's state dict; the full shapes of sharded DTensors count)."""
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shapes = sorted(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
@@ -178,4 +184,3 @@ def load_state_dict_strict(module: torch.nn.Module, state: dict[str, torch.Tenso
         if shapes:
             parts.append(f"shape mismatch {len(shapes)}: {'; '.join(shapes[:6])}")
         raise ConfigError(f"{what} does not match this architecture ({' | '.join(parts)})")
-    module.load_state_dict(state)

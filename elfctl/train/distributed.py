@@ -1,7 +1,8 @@
 """torchrun integration: process group, ranks, device choice.
 
 ``torchrun --nproc_per_node N -m elfctl train RECIPE`` sets RANK / WORLD_SIZE / LOCAL_RANK; we then use
-DistributedDataParallel (NCCL on GPUs, gloo on CPUs). A plain ``elfctl train`` is world size 1.
+DistributedDataParallel, or FSDP2 with ``train.fsdp=true`` (``elfctl.train.fsdp``); NCCL on GPUs, gloo on
+CPUs. A plain ``elfctl train`` is world size 1.
 """
 
 from __future__ import annotations

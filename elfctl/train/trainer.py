@@ -2,7 +2,8 @@
 
 Reads a validated :class:`~elfctl.config.Config`; everything it writes goes into the run directory (see
 ``elfctl.train.checkpoint``). Rank 0 logs and checkpoints; every rank computes its own shards
-(``elfctl.train.order``).
+(``elfctl.train.order``). Under torchrun the network is replicated with DDP, or sharded with FSDP2 when
+``train.fsdp`` is true (``elfctl.train.fsdp``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from elfctl.errors import ConfigError, ElfRuntimeError
 from elfctl.model import build_model, count_parameters
 from elfctl.objective import ElfObjective
 from elfctl.train import checkpoint as ckpt
+from elfctl.train import fsdp
 from elfctl.train.distributed import DistInfo, all_reduce_mean, init_distributed
 from elfctl.train.optim import EMA, Optimizers, peak_lr
 from elfctl.train.order import BatchOrder, shard_seed
@@ -125,6 +127,8 @@ class Trainer:
         self.fresh = fresh
         self.log_line = log
         self.info, self.device = init_distributed(cfg.train.device)
+        fsdp.check_config(cfg, self.info.world_size)
+        self.sharded = bool(cfg.train.fsdp)  # FSDP2 (check_config: only under torchrun with >= 2 ranks)
         self.run_dir = cfg.resolved_run_dir()
 
     # ------------------------------------------------------------------ setup
@@ -177,9 +181,12 @@ class Trainer:
         if cfg.train.batch_size % shards:
             raise ConfigError(f"train.batch_size: {cfg.train.batch_size} must be divisible by world size × "
                               f"grad_accum = {shards}")
+        if self.sharded:  # before the optimizers and the EMA: sharding replaces the parameters
+            fsdp.shard(model, device, info.world_size, data.encoder if data.trainable_encoder else None)
         lr = peak_lr(cfg.optim, cfg.train.batch_size)
         opt = Optimizers(cfg.optim, modules, lr=lr, total_steps=cfg.train.steps)
-        ema = EMA(model, cfg.optim.ema_decay)
+        ema = (fsdp.ShardedEMA(model, cfg.optim.ema_decay, info.is_main) if self.sharded
+               else EMA(model, cfg.optim.ema_decay))
         order = BatchOrder(len(data.dataset), cfg.train.batch_size, shards, cfg.train.seed)
         objective = ElfObjective(cfg.objective, prediction=cfg.model.prediction,
                                  use_sc_cfg=cfg.model.num_sc_cfg_tokens > 0, pad_token=cfg.data.pad_token)
@@ -193,12 +200,19 @@ class Trainer:
             self._trim_metrics(0)
         self._log(f"model {cfg.model.preset}: {count_parameters(model) / 1e6:.2f}M parameters; "
                   f"{len(data.dataset)} training examples; lr {lr:.2e}; device {device}; world size {info.world_size}"
+                  + ("; FSDP" if self.sharded else "")
                   + (f"; latent cache {data.cache_path}" if data.cache_path else ""))
 
-        train_model: nn.Module = model
+        train_model: Callable = model
+        helper_model: Callable = model  # the no-grad helper passes of the objective
         if cfg.train.compile:
             train_model = torch.compile(model)
-        if info.enabled:
+        forward = None
+        ddp = info.enabled and not self.sharded
+        if self.sharded:
+            forward = fsdp.FsdpForward(model, train_model)
+            train_model, helper_model = forward.train, forward.helper
+        elif ddp:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             train_model = DDP(train_model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -226,17 +240,21 @@ class Trainer:
                         drop = torch.rand(batch["input_ids"].shape[0], device=device) < cfg.objective.label_drop_prob
                     x = data.latents(batch, drop)
                     key_mask = batch["attention_mask"].bool() if cfg.data.pad_token == "pad" else None
-                    sync = (contextlib.nullcontext() if micro == accum - 1 or not info.enabled
-                            else train_model.no_sync())
+                    sync = (contextlib.nullcontext() if micro == accum - 1 or not ddp else train_model.no_sync())
+                    if forward is not None:
+                        forward.begin()  # FSDP: gather the weights once for all of this micro-step's passes
                     with sync, torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                         out = objective(train_model, x, batch["input_ids"], batch["attention_mask"],
-                                        batch["cond_mask"], drop_cond=drop, key_mask=key_mask, helper_model=model)
+                                        batch["cond_mask"], drop_cond=drop, key_mask=key_mask,
+                                        helper_model=helper_model)
                         (out.loss / accum).backward()
                     window.add(out, batch["input_ids"].numel())
                     first_bad = torch.where((first_bad < 0) & ~torch.isfinite(out.loss.detach()),
                                             torch.tensor(step + 1, device=device), first_bad)
                 grad_norm = (torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip) if cfg.optim.grad_clip > 0
                              else torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
+                if self.sharded:
+                    grad_norm = fsdp.full(grad_norm)  # a DTensor under FSDP
                 window.grad_norm += grad_norm.detach().float()
                 opt.step()
                 opt.zero_grad()
@@ -277,15 +295,23 @@ class Trainer:
 
     def _save(self, step: int, model: nn.Module, ema: EMA, opt: Optimizers, data: DataSource) -> Optional[Path]:
         path = None
-        if self.info.is_main:
+        is_main = self.info.is_main
+        if self.sharded:  # every rank joins the gathers; rank 0 receives the full tensors
+            model_state = fsdp.full_model_state(model, is_main)
+            ema_state = ema.state_dict()
+            enc_state = fsdp.full_model_state(data.encoder, is_main) if data.trainable_encoder else None
+            opt_state = fsdp.full_optimizer_states(opt.optimizers, is_main)
+        elif is_main:
+            model_state, ema_state, opt_state = model.state_dict(), ema.state_dict(), opt.state_dict()
+            enc_state = data.encoder.state_dict() if data.trainable_encoder else None
+        if is_main:
             meta = {"latent_dim": data.encoder.latent_dim, "vocab_size": data.encoder.vocab_size,
                     "preset": self.cfg.model.preset, "prediction": self.cfg.model.prediction,
                     "world_size": self.info.world_size, "global_batch": self.cfg.train.batch_size,
                     "elfctl_version": __import__("elfctl").__version__}
-            enc_state = data.encoder.state_dict() if data.trainable_encoder else None
-            path = ckpt.save_checkpoint(self.run_dir, step, model_state=model.state_dict(),
-                                        ema_state=ema.state_dict(), encoder_state=enc_state,
-                                        train_state={"optimizers": opt.state_dict(), "step": step},
+            path = ckpt.save_checkpoint(self.run_dir, step, model_state=model_state,
+                                        ema_state=ema_state, encoder_state=enc_state,
+                                        train_state={"optimizers": opt_state, "step": step},
                                         meta=meta, config_yaml=self.cfg.to_yaml(), keep_last=self.cfg.train.keep_last)
         if self.info.enabled:
             import torch.distributed as dist
@@ -294,11 +320,20 @@ class Trainer:
         return path
 
     def _restore(self, path: Path, model: nn.Module, ema: EMA, opt: Optimizers, data: DataSource) -> int:
-        ckpt.load_state_dict_strict(model, ckpt.load_tensors(path, "model"), what=f"checkpoint {path}")
+        """Load a checkpoint (full tensors, whatever the run that wrote it); FSDP keeps each rank's chunks."""
+        what = f"checkpoint {path}"
+        state = ckpt.load_train_state(path)
+        if self.sharded:
+            fsdp.load_full_model_state(model, ckpt.load_tensors(path, "model"), what=what)
+            ema.load_state_dict(ckpt.load_tensors(path, "ema"))
+            if data.trainable_encoder:
+                fsdp.load_full_model_state(data.encoder, ckpt.load_tensors(path, "encoder"), what=f"{what} encoder")
+            fsdp.load_full_optimizer_states(opt.optimizers, state["optimizers"])
+            return int(state["step"])
+        ckpt.load_state_dict_strict(model, ckpt.load_tensors(path, "model"), what=what)
         ema.load_state_dict(ckpt.load_tensors(path, "ema"))
         if data.trainable_encoder:
             data.encoder.load_state_dict(ckpt.load_tensors(path, "encoder"))
-        state = ckpt.load_train_state(path)
         opt.load_state_dict(state["optimizers"])
         return int(state["step"])
 
