@@ -34,10 +34,11 @@ def one_process(run_dir: Path, *over: str) -> None:
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
 
 
-def two_fsdp_ranks(run_dir: Path, *over: str) -> str:
+def two_fsdp_ranks(run_dir: Path, *over: str, fsdp: bool = True) -> str:
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
-                        "127.0.0.1", "--master_port", str(_free_port()), WORKER, str(run_dir), "train.fsdp=true",
-                        *COMMON, *over], env=ENV, capture_output=True, text=True, timeout=120)
+                        "127.0.0.1", "--master_port", str(_free_port()), WORKER, str(run_dir),
+                        f"train.fsdp={str(fsdp).lower()}", *COMMON, *over], env=ENV, capture_output=True, text=True,
+                       timeout=120)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     return r.stdout + r.stderr
 
@@ -139,10 +140,12 @@ def test_fsdp_resume_is_exact_and_its_checkpoints_load_unsharded(runs, tmp_path)
     assert_same_optimizer(step_dir(single, 6), step_dir(one, 6), exact=False)
 
 
-def test_fsdp_trains_a_learned_encoder_like_one_process(tmp_path):
+@pytest.mark.parametrize("fsdp", [True, False], ids=["fsdp", "ddp"])
+def test_two_ranks_train_a_learned_encoder_like_one_process(fsdp, tmp_path):
+    # DDP wraps only the network: the learned encoder's gradients must still be averaged over the ranks
     over = ["--learned-encoder", "train.steps=2", "train.save_every=2"]
     one_process(tmp_path / "one", *over)
-    two_fsdp_ranks(tmp_path / "two", *over)
+    two_fsdp_ranks(tmp_path / "two", *over, fsdp=fsdp)
     la, lb = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert la.keys() == lb.keys() and all(la[s] == pytest.approx(lb[s], rel=1e-6, abs=1e-7) for s in la)
     assert_same_weights(step_dir(tmp_path / "one", 2), step_dir(tmp_path / "two", 2), exact=False,

@@ -35,6 +35,22 @@ from elfctl.train.order import BatchOrder, shard_seed
 RESUME_MUST_MATCH = ("model", "encoder", "data", "objective")
 
 
+def _all_reduce_grads(module: nn.Module, world_size: int) -> None:
+    """Mean of each parameter's gradient over the ranks (one flat all-reduce)."""
+    import torch.distributed as dist
+
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= world_size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -251,6 +267,9 @@ class Trainer:
                     window.add(out, batch["input_ids"].numel())
                     first_bad = torch.where((first_bad < 0) & ~torch.isfinite(out.loss.detach()),
                                             torch.tensor(step + 1, device=device), first_bad)
+                if ddp and data.trainable_encoder:
+                    # DDP wraps only the network: average the learned encoder's gradients by hand
+                    _all_reduce_grads(data.encoder, info.world_size)
                 grad_norm = (torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip) if cfg.optim.grad_clip > 0
                              else torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
                 if self.sharded:
