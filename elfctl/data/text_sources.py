@@ -22,7 +22,8 @@ from elfctl.data.builtin import builtin_split_files
 from elfctl.errors import ConfigError
 
 
-def _read_text(path: Path) -> str:
+def read_utf8(path: Path) -> str:
+    """A file's text; bytes that are not UTF-8 are a one-line ConfigError with their offset and line."""
     data = path.read_bytes()
     try:
         return data.decode("utf-8")
@@ -31,9 +32,8 @@ def _read_text(path: Path) -> str:
         raise ConfigError(f"{path}: not UTF-8 (byte offset {e.start}, line {line})") from None
 
 
-def read_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict]:
-    text = _read_text(path)
-    out = []
+def json_objects(path: Path, text: str):
+    """(line number, object) for each non-blank line of a JSONL text; anything but a JSON object is a ConfigError."""
     # split on \n only: JSON strings may hold U+2028 and friends, which str.splitlines would break on
     for i, line in enumerate(text.split("\n"), 1):
         if not line.strip():
@@ -44,6 +44,12 @@ def read_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict]:
             raise ConfigError(f"{path}:{i}: malformed JSON ({e.msg})") from None
         if not isinstance(obj, dict):
             raise ConfigError(f"{path}:{i}: expected a JSON object, got {type(obj).__name__}")
+        yield i, obj
+
+
+def read_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict]:
+    out = []
+    for i, obj in json_objects(path, read_utf8(path)):
         missing = [f for f in fields if f not in obj]
         if missing:
             raise ConfigError(f"{path}:{i}: missing field '{missing[0]}' (fields present: {', '.join(obj) or 'none'})")
@@ -57,7 +63,7 @@ def read_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict]:
 
 
 def read_plain(path: Path) -> list[dict]:
-    text = _read_text(path)
+    text = read_utf8(path)
     if "\n\n" in text.strip():
         parts = [" ".join(p.split()) for p in text.split("\n\n")]
     else:

@@ -31,14 +31,11 @@ class Samples:
 
 
 def _text(path: Path) -> str:
+    from elfctl.data.text_sources import read_utf8
+
     if not path.is_file():
         raise ConfigError(f"samples file not found: {path}")
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise ConfigError(f"{path}: not UTF-8 (byte offset {e.start}, line {line})") from None
+    return read_utf8(path)
 
 
 def read_samples(path: Path) -> Samples:
@@ -48,15 +45,9 @@ def read_samples(path: Path) -> Samples:
         raise ConfigError(f"{path}: empty file, no samples")
     if path.suffix == ".jsonl":
         header, texts, refs = {}, [], []
-        for i, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"{path}:{i}: malformed JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise ConfigError(f"{path}:{i}: expected a JSON object")
+        from elfctl.data.text_sources import json_objects
+
+        for i, obj in json_objects(path, text):
             if obj.get("type") == "header":
                 header = obj
                 continue
