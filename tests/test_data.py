@@ -1,14 +1,12 @@
-"""Data: sequences and masks (ELF-METHOD §1), encoders and their attention masks, sources, cache, assets."""
+"""Data: sequences and masks (ELF-METHOD §1), encoders and their attention masks, sources, cache (assets: test_data_assets.py)."""
 
 import json
-import zipfile
 
 import pytest
 import torch
 
 from elfctl.cli import main
 from elfctl.config import load_config
-from elfctl.data import assets
 from elfctl.data.encoders import build_encoder
 from elfctl.data.text_sources import load_records, read_jsonl
 from elfctl.data.tokenize import SequenceBuilder, decode_ids, encoder_attention_mask, load_tokenizer
@@ -123,33 +121,6 @@ def test_plain_text_and_splits(tmp_path):
     cfg = load_config(None, [f"data.dataset={p}", "data.val_fraction=0.5"])
     train, val = load_records(cfg.data, "train"), load_records(cfg.data, "validation")
     assert sorted(r["text"] for r in train + val) == ["first paragraph still first", "second one"]
-
-
-def test_hub_ids_fail_fast_offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path))
-    with pytest.raises(ConfigError, match="hub asset 'no-such-org/no-such-model' is not available"):
-        assets.resolve_asset("no-such-org/no-such-model", data_dir=str(tmp_path))
-
-
-def test_registry_assets_are_read_out_of_the_archive(monkeypatch, tmp_path):
-    calls = []
-
-    def fake_download(req, dest, sdist=False):
-        calls.append(req)
-        whl = dest / "pkg-1.0-py3-none-any.whl"
-        with zipfile.ZipFile(whl, "w") as z:
-            z.writestr("pkg/data/a.txt", "hello")
-            z.writestr("pkg/data/sub/b.txt", "world")
-            z.writestr("pkg/__init__.py", "raise SystemExit('never imported')")
-        return whl
-
-    monkeypatch.setattr(assets, "_downloader", fake_download)
-    got = assets.resolve_asset("pypi:pkg==1.0/pkg/data", data_dir=str(tmp_path))
-    assert (got / "a.txt").read_text() == "hello" and (got / "sub" / "b.txt").read_text() == "world"
-    assert assets.resolve_asset("pypi:pkg==1.0/pkg/data", data_dir=str(tmp_path)) == got and len(calls) == 1
-    with pytest.raises(ConfigError, match="unknown builtin asset"):
-        assets.resolve_asset("builtin:nope", data_dir=str(tmp_path))
 
 
 def test_encode_builds_a_cache_resumes_and_training_refuses_a_mismatch(tiny_recipe, tmp_path, capsys):

