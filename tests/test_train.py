@@ -153,3 +153,16 @@ def test_pickle_checkpoint_is_refused_without_trust(tmp_path):
     with pytest.raises(ConfigError, match="pickle"):
         ckpt.resolve_checkpoint(f)
     assert ckpt.resolve_checkpoint(f, trust_pickle=True) == f
+
+
+def test_cpu_allocator_tuning_can_be_turned_off(monkeypatch):
+    import sys
+
+    from elfctl import cpu_allocator
+
+    monkeypatch.setattr(cpu_allocator, "_applied", False)
+    monkeypatch.setenv("ELFCTL_MALLOC_TUNING", "0")
+    assert cpu_allocator.keep_freed_memory() is False
+    monkeypatch.delenv("ELFCTL_MALLOC_TUNING")
+    if sys.platform.startswith("linux"):
+        assert cpu_allocator.keep_freed_memory() is True and cpu_allocator._applied

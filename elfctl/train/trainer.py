@@ -75,7 +75,7 @@ def _first_difference(a: dict, b: dict, prefix: str = "") -> Optional[str]:
 class DataSource:
     """Tokenizer, encoder and the map-style training set (tokenized text, or a latent cache)."""
 
-    def __init__(self, cfg: Config, run_dir: Path, device: torch.device):
+    def __init__(self, cfg: Config, run_dir: Path, device: torch.device, log: Callable[[str], None] = print):
         from elfctl.data.dataset import build_dataset
         from elfctl.data.encoders import build_encoder
         from elfctl.data.tokenize import load_tokenizer
@@ -85,6 +85,8 @@ class DataSource:
         self.tokenizer = load_tokenizer(cfg.encoder, data_dir=data_dir)
         self.encoder = build_encoder(cfg.encoder, self.tokenizer, data_dir=data_dir).to(device)
         self.trainable_encoder = bool(getattr(self.encoder, "trainable", False))
+        if cfg.data.precompute_latents:
+            self._precompute(cfg, run_dir, device, log)
         self.cache_path = self._cache_path(cfg, run_dir)
         if self.cache_path is not None:
             from elfctl.data.cache import LatentCacheDataset, check_manifest
@@ -95,6 +97,25 @@ class DataSource:
             self.dataset = build_dataset(cfg, cfg.data.train_split, self.tokenizer, data_dir=data_dir)
         if len(self.dataset) == 0:
             raise ConfigError(f"data.dataset: '{cfg.data.dataset}' gave no training examples")
+
+    def _precompute(self, cfg: Config, run_dir: Path, device: torch.device, log: Callable[[str], None]) -> None:
+        """``data.precompute_latents``: encode the training set into <run_dir>/latents (rank 0; others wait)."""
+        from elfctl.data.encode_latents import encode_to_cache
+
+        if self.trainable_encoder or cfg.data.latent_cache:
+            why = "a learned encoder's latents change while training" if self.trainable_encoder else \
+                "data.latent_cache is set"
+            log(f"data.precompute_latents: skipped ({why})")
+            return
+        dist_on = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if not dist_on or torch.distributed.get_rank() == 0:
+            r = encode_to_cache(cfg, run_dir / "latents", split=cfg.data.train_split, device=device,
+                                encoder=self.encoder, tokenizer=self.tokenizer, echo=log, progress=False)
+            if r.encoded_now:
+                log(f"encoded {r.encoded_now} examples ({r.tokens} tokens) in {r.seconds:.1f}s "
+                    f"({r.tokens / max(r.seconds, 1e-9):.0f} tok/s) -> {r.path}")
+        if dist_on:
+            torch.distributed.barrier()
 
     def _cache_path(self, cfg: Config, run_dir: Path) -> Optional[Path]:
         if cfg.encoder.mode == "learned":
@@ -139,7 +160,7 @@ class Trainer:
                  data_source: Optional[Callable[[Config, Path, torch.device], "DataSource"]] = None):
         """``data_source`` builds the data (default :class:`DataSource`); tests pass synthetic ones."""
         self.cfg = cfg
-        self.data_source = data_source or DataSource
+        self.data_source = data_source or (lambda c, r, d: DataSource(c, r, d, log=self._log))
         self.fresh = fresh
         self.log_line = log
         self.info, self.device = init_distributed(cfg.train.device)
@@ -187,6 +208,10 @@ class Trainer:
     # ------------------------------------------------------------------ main
     def run(self) -> TrainResult:
         cfg, info, device = self.cfg, self.info, self.device
+        if device.type == "cpu":
+            from elfctl.cpu_allocator import keep_freed_memory
+
+            keep_freed_memory()
         latest = self._prepare_run_dir()
         data = self.data_source(cfg, self.run_dir, device)
         torch.manual_seed(cfg.train.seed)  # model init is the same on every rank
