@@ -93,6 +93,9 @@ class DataConfig:
                                  "(default: $ELFCTL_CACHE or ~/.cache/elfctl).")
     latent_cache: Optional[str] = _f(None, "Directory of a latent cache built by `elfctl encode` (default: "
                                      "<run_dir>/latents when present).")
+    precompute_latents: bool = _f(False, "train: encode the training set once into <run_dir>/latents before the "
+                                  "first step (a frozen encoder's latents never change; skipped for a learned "
+                                  "encoder or when data.latent_cache is set).")
     shard_size: int = _f(2048, "Examples per latent-cache shard.", lo=1)
     num_workers: int = _f(0, "DataLoader worker processes.", lo=0)
 

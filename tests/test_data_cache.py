@@ -131,3 +131,33 @@ def test_encode_summary_counts_truncated_and_skipped(tiny_recipe, tiny_corpus, t
     assert "1 truncated" in text and "2 skipped" in text and "tok/s" in text and "peak RSS" in text
     m = read_manifest(out)
     assert m["truncated"] == 1 and m["skipped"] == 2
+
+
+def test_train_precomputes_latents_and_trains_like_on_the_fly(tiny_recipe, tmp_path, capsys):
+    """data.precompute_latents: train writes <run_dir>/latents first, then reads it; with float32-exact latents
+    the losses match a run that encodes every batch on the fly."""
+    recipe = tiny_recipe()
+    cached, fly = tmp_path / "cached", tmp_path / "fly"
+    assert main(["train", recipe, f"train.run_dir={cached}", "data.precompute_latents=true"]) == 0
+    out = capsys.readouterr().out
+    m = read_manifest(cached / "latents")
+    assert m["complete"] and m["dtype"] == "float16" and f"latent cache {cached / 'latents'}" in out
+    assert main(["train", recipe, f"train.run_dir={fly}"]) == 0
+    assert "latent cache" not in capsys.readouterr().out
+
+    def losses(run):
+        return [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+    # float16 storage rounds the latents (relative error ~5e-4), nothing else differs
+    assert losses(cached) == pytest.approx(losses(fly), rel=2e-3)
+    # a second run finds the cache complete (and resumes training, here already finished)
+    assert main(["train", recipe, f"train.run_dir={cached}", "data.precompute_latents=true"]) == 0
+    assert "is complete" in capsys.readouterr().out
+
+
+def test_precompute_is_skipped_for_a_learned_encoder(tiny_recipe, tmp_path, capsys):
+    run = tmp_path / "learned"
+    assert main(["train", tiny_recipe(), f"train.run_dir={run}", "data.precompute_latents=true",
+                 "encoder.mode=learned"]) == 0
+    assert "data.precompute_latents: skipped (a learned encoder's latents change while training)" in capsys.readouterr().out
+    assert not (run / "latents").exists()
