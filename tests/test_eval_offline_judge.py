@@ -29,3 +29,15 @@ def test_offline_judge_scores_real_text_far_below_shuffled_text():
     assert real["protocol"]["bos"] == "<|endoftext|>" and real["protocol"]["eos"] == "<|endoftext|>"
     assert "offline judge builtin:smollm2-135m" in real["judge_label"]
     assert real["rows"]["model"]["entropy"] > 2
+
+    # the first load saved a dequantised safetensors copy; the next load reads it and scores identically
+    from elfctl.eval.judge import _DONE, _converted_dir
+    from elfctl.data.assets import resolve_asset
+
+    gguf = sorted(resolve_asset("builtin:smollm2-135m").glob("*.gguf"))[0]
+    copy = _converted_dir(gguf, "float32", None)
+    assert (copy / _DONE).is_file() and list(copy.glob("*.safetensors"))
+    again = load_judge("builtin:smollm2-135m")
+    assert again.model.name_or_path == str(copy)
+    real2 = score_samples(Samples("real", texts, {}, [None] * 2), ["genppl"], judge=again, bootstrap=0)
+    assert real2["rows"]["model"]["genppl"] == r and real2["protocol"] == real["protocol"]

@@ -8,7 +8,10 @@ Tests and callers that already hold a model pass a :class:`Judge` wherever a sou
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional, Union
 
 from elfctl.errors import ConfigError, ElfRuntimeError
@@ -58,6 +61,48 @@ def _first_line(e: BaseException) -> str:
     return text[0] if text else type(e).__name__
 
 
+_DONE = "elfctl-converted.json"
+
+
+def _converted_dir(gguf: Path, dtype: str, data_dir: Optional[str]) -> Path:
+    """Where the dequantised copy of a GGUF judge lives: keyed by the file (path, size, mtime), dtype and the
+    transformers version that dequantised it."""
+    import transformers
+
+    from elfctl.data.assets import cache_root
+
+    st = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}|{st.st_size}|{st.st_mtime_ns}|{dtype}|{transformers.__version__}"
+                         .encode()).hexdigest()[:12]
+    return cache_root(data_dir) / "judges" / f"{gguf.stem}-{dtype}-{key}"
+
+
+def _save_converted(model: Any, tok: Any, target: Path) -> None:
+    """Save a dequantised GGUF judge as safetensors (GGUF dequantisation costs ~40 s per load on a 2-core CPU;
+    the copy loads in seconds). Written to a temporary folder and renamed; failure only costs the speed-up."""
+    import shutil
+    import tempfile
+
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        # transformers refuses save_pretrained on a GGUF-loaded model; its weights are plain tensors by now
+        from safetensors.torch import save_model
+
+        model.config.save_pretrained(str(tmp))
+        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        tok.save_pretrained(str(tmp))
+        (tmp / _DONE).write_text(json.dumps({"from": "gguf", "name": target.name}), encoding="utf-8")
+        if target.exists() and not (target / _DONE).is_file():
+            shutil.rmtree(target, ignore_errors=True)  # a copy some crash left unfinished
+        try:
+            tmp.rename(target)
+        except OSError:  # another process finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except (OSError, ValueError, RuntimeError):
+        pass  # e.g. a full disk: the next load dequantises again
+
+
 def load_judge(source: Union[str, Judge], *, dtype: str = "float32", device: str = "cpu",
                data_dir: Optional[str] = None) -> Judge:
     """A judge in eval mode on ``device``; GGUF weights are dequantised to ``dtype`` (float32 by default)."""
@@ -78,6 +123,9 @@ def load_judge(source: Union[str, Judge], *, dtype: str = "float32", device: str
     hf_logging.disable_progress_bar()
     torch_dtype = getattr(torch, dtype)
     ggufs = sorted(path.glob("*.gguf")) if path.is_dir() else ([path] if path.suffix == ".gguf" else [])
+    converted = _converted_dir(ggufs[0], dtype, data_dir) if ggufs else None
+    if converted is not None and (converted / _DONE).is_file():
+        ggufs, path = [], converted  # dequantised on an earlier load: read the safetensors copy
     try:
         if ggufs:
             import os
@@ -101,5 +149,7 @@ def load_judge(source: Union[str, Judge], *, dtype: str = "float32", device: str
                               f"pip install 'elfctl[judge]'") from None
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise ElfRuntimeError(f"judge {source}: cannot be loaded from {path} ({_first_line(e)})") from None
+    if ggufs and converted is not None:
+        _save_converted(model, tok, converted)
     model.to(device).eval()
     return Judge(source if isinstance(source, str) else str(source), model, tok)
