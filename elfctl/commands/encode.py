@@ -31,20 +31,18 @@ def encode(
     import torch
 
     from elfctl.config import load_config
-    from elfctl.data.encode_latents import KEYS, encode_to_cache
+    from elfctl.data.encode_latents import KEYS, check_encodable, encode_to_cache
     from elfctl.data.encoders import build_encoder, measure_latent_stats
     from elfctl.data.tokenize import load_tokenizer
     from elfctl.errors import ConfigError
     from elfctl.train.distributed import pick_device
 
-    if dtype not in ("float16", "bfloat16", "float32"):
-        raise ConfigError(f"--dtype: {dtype!r} is not valid; choose float16, bfloat16 or float32")
     if batch_size < 1 or stats_examples < 1:
         raise ConfigError("--batch-size and --stats-examples must be at least 1")
     cfg = load_config(recipe, overrides or [])
     split = split or cfg.data.train_split
-    if cfg.encoder.mode == "learned" and not stats:
-        raise ConfigError("encoder.mode: a learned encoder has no fixed latents to cache (training encodes on the fly)")
+    if not stats:
+        check_encodable(cfg, dtype)  # before the encoder loads
     dev = pick_device(device)
     t_start = time.perf_counter()
     tok = load_tokenizer(cfg.encoder, cfg.data.data_dir)
@@ -68,8 +66,8 @@ def encode(
     path = Path(out or cfg.data.latent_cache or cfg.resolved_run_dir() / "latents")
     r = encode_to_cache(cfg, path, split=split, dtype=dtype, batch_size=batch_size, device=dev, encoder=enc,
                         tokenizer=tok, echo=typer.echo)
-    if r.seconds == 0.0 and r.encoded_now == 0:
-        return  # already complete
+    if r.already_complete:
+        return
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     typer.echo(f"done: {r.examples} examples ({r.encoded_now} encoded now), {r.tokens} tokens in {r.seconds:.1f}s "
                f"({r.tokens / max(r.seconds, 1e-9):.0f} tok/s), {r.truncated} truncated, {r.skipped} skipped, "

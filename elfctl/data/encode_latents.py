@@ -31,6 +31,15 @@ class EncodeReport:
     seconds: float
     truncated: int
     skipped: int
+    already_complete: bool = False
+
+
+def check_encodable(cfg, dtype: str) -> None:
+    """One-line ConfigErrors for a cache that cannot be built: a bad storage dtype, or a learned encoder."""
+    if dtype not in ("float16", "bfloat16", "float32"):
+        raise ConfigError(f"--dtype: {dtype!r} is not valid; choose float16, bfloat16 or float32")
+    if cfg.encoder.mode == "learned":
+        raise ConfigError("encoder.mode: a learned encoder has no fixed latents to cache (training encodes on the fly)")
 
 
 def encode_to_cache(cfg, path: Path, *, split: str, dtype: str = "float16", batch_size: int = 64,
@@ -47,10 +56,7 @@ def encode_to_cache(cfg, path: Path, *, split: str, dtype: str = "float16", batc
     from elfctl.data.encoders import build_encoder
     from elfctl.data.tokenize import encoder_attention_mask, load_tokenizer
 
-    if dtype not in ("float16", "bfloat16", "float32"):
-        raise ConfigError(f"--dtype: {dtype!r} is not valid; choose float16, bfloat16 or float32")
-    if cfg.encoder.mode == "learned":
-        raise ConfigError("encoder.mode: a learned encoder has no fixed latents to cache (training encodes on the fly)")
+    check_encodable(cfg, dtype)
     dev = device or torch.device("cpu")
     tok = tokenizer or load_tokenizer(cfg.encoder, cfg.data.data_dir)
     enc = encoder or build_encoder(cfg.encoder, tok, cfg.data.data_dir).to(dev)
@@ -67,7 +73,8 @@ def encode_to_cache(cfg, path: Path, *, split: str, dtype: str = "float16", batc
         if old.get("complete"):
             n = len(LatentCacheDataset(path))
             echo(f"latent cache {path} is complete ({n} examples); nothing to do")
-            return EncodeReport(path, n, 0, 0, 0.0, old.get("truncated", 0), old.get("skipped", 0))
+            return EncodeReport(path, n, 0, 0, 0.0, old.get("truncated", 0), old.get("skipped", 0),
+                                already_complete=True)
 
     t0 = time.perf_counter()
     ds = build_dataset(cfg, split, tok)
@@ -94,7 +101,7 @@ def encode_to_cache(cfg, path: Path, *, split: str, dtype: str = "float16", batc
     shard = cfg.data.shard_size
     tokens, t0, rate = 0, time.perf_counter(), ""
     bar = None
-    if progress if progress is not None else sys.stdout.isatty():
+    if sys.stdout.isatty() if progress is None else progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         bar = Progress(TextColumn("encode"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),

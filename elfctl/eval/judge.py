@@ -149,7 +149,7 @@ def load_judge(source: Union[str, Judge], *, dtype: str = "float32", device: str
                               f"pip install 'elfctl[judge]'") from None
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise ElfRuntimeError(f"judge {source}: cannot be loaded from {path} ({_first_line(e)})") from None
-    if ggufs and converted is not None:
+    if ggufs:
         _save_converted(model, tok, converted)
     model.to(device).eval()
     return Judge(source if isinstance(source, str) else str(source), model, tok)
