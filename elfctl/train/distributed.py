@@ -8,6 +8,7 @@ CPUs. A plain ``elfctl train`` is world size 1.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import torch
@@ -31,14 +32,39 @@ class DistInfo:
         return self.world_size > 1
 
 
-def pick_device(spec: str, local_rank: int = 0) -> torch.device:
+def pick_device(spec: str, local_rank: int = 0, world_size: int = 1, *, what: str = "train.device") -> torch.device:
+    """The device named by ``spec`` (auto, cpu, cuda, cuda:N) for the process with ``local_rank``.
+
+    Under torchrun (``world_size`` > 1) every rank must own its own GPU: ``auto`` and ``cuda`` both mean
+    ``cuda:{local_rank}``; a fixed ``cuda:N`` would put every rank on GPU N (NCCL refuses duplicate GPUs or
+    hangs), so it is refused. ``cuda`` always gets an explicit index, so code that launches on the tensor's
+    device (the Triton kernels, DDP's ``device_ids``) never falls back to the current device.
+    """
+    spec = spec.strip().lower()
+    if spec == "cpu":
+        return torch.device("cpu")
     if spec == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device: '{spec}' asked for, but no CUDA device is available; use auto or cpu")
-    if spec not in ("cpu",) and not spec.startswith("cuda"):
-        raise ConfigError(f"train.device: '{spec}' is not valid; use auto, cpu, cuda or cuda:N")
-    return torch.device(spec)
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        spec = "cuda"
+    if spec != "cuda" and not re.fullmatch(r"cuda:\d+", spec):
+        raise ConfigError(f"{what}: '{spec}' is not valid; use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"{what}: '{spec}' asked for, but no CUDA device is available; use auto or cpu")
+    if spec == "cuda":
+        index = local_rank
+    elif world_size > 1:
+        raise ConfigError(f"{what}: '{spec}' would put all {world_size} torchrun ranks on one GPU; use "
+                          f"{what}=cuda (or auto): rank r then uses cuda:LOCAL_RANK (choose GPUs with "
+                          f"CUDA_VISIBLE_DEVICES)")
+    else:
+        index = int(spec.split(":")[1])
+    count = torch.cuda.device_count()
+    if index >= count:
+        who = f"LOCAL_RANK {local_rank}" if spec == "cuda" else f"'{spec}'"
+        raise ConfigError(f"{what}: {who} needs GPU {index}, but this machine shows {count} (0..{count - 1}); "
+                          f"launch at most {count} processes per node or pick an existing GPU")
+    return torch.device("cuda", index)
 
 
 def init_distributed(device_spec: str) -> tuple[DistInfo, torch.device]:
@@ -47,11 +73,12 @@ def init_distributed(device_spec: str) -> tuple[DistInfo, torch.device]:
     if world <= 1:
         return DistInfo(), pick_device(device_spec)
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(device_spec, local)
+    device = pick_device(device_spec, local, world)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
+                                **({"device_id": device} if device.type == "cuda" else {}))
     return DistInfo(rank, world, local), device
 
 

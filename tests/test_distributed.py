@@ -1,0 +1,78 @@
+"""Device choice under torchrun, in a faked torchrun environment (no GPU, no process group is started)."""
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from elfctl.errors import ConfigError
+from elfctl.train import distributed
+from elfctl.train.distributed import init_distributed, pick_device
+
+
+@pytest.fixture
+def fake_gpus(monkeypatch):
+    """Pretend this machine has two CUDA devices; record set_device and init_process_group calls."""
+    calls = {"set_device": [], "init": []}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls["set_device"].append(torch.device(d)))
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda **kw: calls["init"].append(kw))
+    return calls
+
+
+def _torchrun(monkeypatch, rank, world, local):
+    monkeypatch.setenv("WORLD_SIZE", str(world))
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setenv("LOCAL_RANK", str(local))
+
+
+@pytest.mark.parametrize("spec", ["cuda", "auto", " CUDA "])
+def test_cuda_under_torchrun_maps_to_the_local_rank(monkeypatch, fake_gpus, spec):
+    _torchrun(monkeypatch, rank=3, world=4, local=1)
+    info, device = init_distributed(spec)
+    assert device == torch.device("cuda", 1)
+    assert (info.rank, info.world_size, info.local_rank) == (3, 4, 1)
+    assert fake_gpus["set_device"] == [torch.device("cuda", 1)]  # an index: set_device("cuda") would raise
+    assert fake_gpus["init"] == [{"backend": "nccl", "device_id": torch.device("cuda", 1)}]
+
+
+def test_fixed_gpu_under_torchrun_is_refused_in_one_line(monkeypatch, fake_gpus):
+    _torchrun(monkeypatch, rank=0, world=2, local=0)
+    with pytest.raises(ConfigError, match=r"train.device: 'cuda:0' would put all 2 torchrun ranks on one GPU; "
+                                          r"use train.device=cuda") as e:
+        init_distributed("cuda:0")
+    assert "\n" not in str(e.value)
+    assert fake_gpus["set_device"] == [] and fake_gpus["init"] == []  # refused before touching anything
+
+
+def test_more_ranks_than_gpus_is_refused(monkeypatch, fake_gpus):
+    _torchrun(monkeypatch, rank=2, world=3, local=2)
+    with pytest.raises(ConfigError, match=r"LOCAL_RANK 2 needs GPU 2, but this machine shows 2 \(0..1\)"):
+        init_distributed("auto")
+
+
+def test_single_process_keeps_explicit_gpus(monkeypatch, fake_gpus):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert init_distributed("cuda:1")[1] == torch.device("cuda", 1)
+    assert init_distributed("cuda")[1] == torch.device("cuda", 0)
+    assert fake_gpus["set_device"] == [] and fake_gpus["init"] == []
+    with pytest.raises(ConfigError, match="'cuda:5' needs GPU 5"):
+        pick_device("cuda:5")
+    with pytest.raises(ConfigError, match="sample.device: 'gpu' is not valid; use auto, cpu, cuda or cuda:N"):
+        pick_device("gpu", what="sample.device")
+
+
+def test_cpu_under_torchrun_uses_gloo(monkeypatch, fake_gpus):
+    _torchrun(monkeypatch, rank=1, world=2, local=1)
+    info, device = init_distributed("cpu")
+    assert device == torch.device("cpu") and info.world_size == 2
+    assert fake_gpus["set_device"] == [] and fake_gpus["init"] == [{"backend": "gloo"}]
+
+
+def test_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device("auto", 1, 2) == torch.device("cpu")
+    with pytest.raises(ConfigError, match="no CUDA device is available"):
+        pick_device("cuda", 0, 2)
+    assert distributed.DistInfo().is_main
