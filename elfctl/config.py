@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -24,9 +25,9 @@ from elfctl.errors import ConfigError
 
 
 def _f(default: Any, help: str, *, choices: tuple | None = None, lo: float | None = None,
-       hi: float | None = None, lo_open: bool = False) -> Any:
-    """A dataclass field with help text and validation metadata."""
-    meta = {"help": help, "choices": choices, "lo": lo, "hi": hi, "lo_open": lo_open}
+       hi: float | None = None, lo_open: bool = False, finite: bool = True) -> Any:
+    """A dataclass field with help text and validation metadata (floats must be finite unless ``finite=False``)."""
+    meta = {"help": help, "choices": choices, "lo": lo, "hi": hi, "lo_open": lo_open, "finite": finite}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -181,6 +182,33 @@ class EvalConfig:
     reference_text: Optional[str] = _f(None, "Real held-out text scored beside the samples.")
 
 
+# The authors' few-step sampler settings for a distilled student (DISTILLATION.md "Sampling the student").
+PD_SAMPLERS = {n: {"sampler": "sde", "gamma": 1.5, "sc_cfg": 2.5} for n in (1, 2, 4, 8)} | \
+              {n: {"sampler": "sde", "gamma": 2.0, "sc_cfg": 2.0} for n in (16, 32)}
+
+
+@dataclass
+class DistillConfig:
+    teacher: Optional[str] = _f(None, "`elfctl distill`: the frozen teacher, a run directory or a checkpoint "
+                                "directory (its latest checkpoint; an imported authors' model is one).")
+    teacher_ema: bool = _f(True, "Teacher (and round 1's student) from the EMA weights; false: the raw weights.")
+    rounds: list[int] = _f([16, 8, 4, 2, 1], "Student step counts, one distillation round each, in order "
+                           "(strictly decreasing; each must divide distill.teacher_steps).")
+    teacher_steps: int = _f(64, "Teacher Euler steps over [0, 1]: K = teacher_steps / N sub-steps per student step.",
+                            lo=1)
+    round_steps: Optional[int] = _f(None, "Optimizer steps per round (give this or round_epochs; neither: 1 epoch).",
+                                    lo=1)
+    round_epochs: Optional[float] = _f(None, "Epochs of the training set per round (the authors: 1).", lo=0.0,
+                                       lo_open=True)
+    warmup_fraction: float = _f(0.1, "Linear warm-up over this fraction of each round, then constant.", lo=0.0,
+                                hi=1.0)
+    sub_step_schedule: str = _f("logit_normal", "Interior teacher sub-step times inside [t_s, t_s + 1/N]: sorted "
+                                "logit-normal (objective.p_mean/p_std) or uniform draws.",
+                                choices=("logit_normal", "uniform"))
+    samplers: dict[int, dict] = _f(PD_SAMPLERS, "The student's sampler settings per step count, {N: {sample key: "
+                                   "value}}, written into round N's sample section (default: the authors' table).")
+
+
 SECTIONS: dict[str, type] = {
     "model": ModelConfig,
     "encoder": EncoderConfig,
@@ -190,6 +218,7 @@ SECTIONS: dict[str, type] = {
     "train": TrainConfig,
     "sample": SampleConfig,
     "eval": EvalConfig,
+    "distill": DistillConfig,
 }
 
 
@@ -208,6 +237,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -225,7 +255,7 @@ TOP_LEVEL_SCALARS = ("name", "description", "paper")
 # --------------------------------------------------------------------------- validation
 
 def _hint(key: str, valid: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(str(key), [str(v) for v in valid], n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
@@ -247,42 +277,59 @@ def _coerce(path: str, value: Any, tp: Any) -> Any:
     if base is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{path}: must be true or false, got {value!r}")
+        raise ConfigError(f"{path}: must be true or false, got {_short(value)}")
     if base is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise ConfigError(f"{path}: must be an integer, got {value!r}")
+        raise ConfigError(f"{path}: must be an integer, got {_short(value)}")
     if base is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 2e-4 (no dot) as a string
-            try:
+        try:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
                 return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{path}: must be a number, got {value!r}")
+            if isinstance(value, str):  # YAML 1.1 reads 2e-4 (no dot) as a string
+                return float(value)
+        except (ValueError, OverflowError):  # OverflowError: an integer beyond any float
+            pass
+        raise ConfigError(f"{path}: must be a number, got {_short(value)}")
     if base is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{path}: must be a string, got {value!r}")
+        raise ConfigError(f"{path}: must be a string, got {_short(value)}")
     return value
+
+
+def _range_text(meta: dict) -> str:
+    lo, hi = meta.get("lo"), meta.get("hi")
+    parts = ([f"{'>' if meta.get('lo_open') else '>='} {lo:g}"] if lo is not None else []) + \
+        ([f"<= {hi:g}"] if hi is not None else [])
+    return f" ({' and '.join(parts)})" if parts else ""
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """repr of a user value, cut so that an error stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _check_range(path: str, value: Any, meta: dict) -> None:
     if value is None:
         return
+    if isinstance(value, float) and not math.isfinite(value) and meta.get("finite", True):
+        raise ConfigError(f"{path}: {value!r} is not a finite number; give a finite value"
+                          + _range_text(meta))
     choices = meta.get("choices")
     if choices and value not in choices:
-        raise ConfigError(f"{path}: {value!r} is not valid; choose one of {', '.join(choices)}"
+        raise ConfigError(f"{path}: {_short(value)} is not valid; choose one of {', '.join(choices)}"
                           f"{_hint(str(value), choices)}")
     lo, hi = meta.get("lo"), meta.get("hi")
-    if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
+    # written as "not >=" so that a NaN (every comparison false) can never pass
+    if lo is not None and (not value >= lo or (meta.get("lo_open") and value == lo)):
         op = ">" if meta.get("lo_open") else ">="
         raise ConfigError(f"{path}: {value!r} is out of range; must be {op} {lo:g}"
                           + (f" and <= {hi:g}" if hi is not None else ""))
-    if hi is not None and value > hi:
+    if hi is not None and not value <= hi:
         raise ConfigError(f"{path}: {value!r} is out of range; must be <= {hi:g}"
                           + (f" and >= {lo:g}" if lo is not None else ""))
 
@@ -312,6 +359,40 @@ def _cross_checks(cfg: Config) -> None:
     if cfg.train.batch_size % cfg.train.grad_accum:
         raise ConfigError(f"train.batch_size: {cfg.train.batch_size} must be divisible by train.grad_accum "
                           f"({cfg.train.grad_accum})")
+    _check_distill(cfg.distill)
+
+
+def _check_distill(d: DistillConfig) -> None:
+    """The list/dict keys of ``distill`` (the generic checks only cover scalars)."""
+    rounds = d.rounds
+    if (not isinstance(rounds, list) or not rounds
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in rounds)):
+        raise ConfigError(f"distill.rounds: must be a non-empty list of step counts >= 1, got {rounds!r}")
+    if any(b >= a for a, b in zip(rounds, rounds[1:])):
+        raise ConfigError(f"distill.rounds: {rounds} must be strictly decreasing (e.g. [16, 8, 4, 2, 1])")
+    bad = [n for n in rounds if d.teacher_steps % n]
+    if bad:
+        raise ConfigError(f"distill.rounds: {bad[0]} does not divide distill.teacher_steps ({d.teacher_steps}); "
+                          f"use divisors of it")
+    if d.round_steps is not None and d.round_epochs is not None:
+        raise ConfigError("distill.round_steps and distill.round_epochs: give one of them, not both")
+    if not isinstance(d.samplers, dict):
+        raise ConfigError(f"distill.samplers: must map step counts to sample settings, got {d.samplers!r}")
+    allowed = [f.name for f in dataclasses.fields(SampleConfig) if f.name != "steps"]
+    for n, entry in d.samplers.items():
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ConfigError(f"distill.samplers: key {n!r} must be a step count >= 1")
+        if not isinstance(entry, dict):
+            raise ConfigError(f"distill.samplers.{n}: must be a mapping of sample keys, got {entry!r}")
+        for key in entry:
+            if key not in allowed:
+                raise ConfigError(f"distill.samplers.{n}: unknown key '{key}'{_hint(str(key), allowed)}; valid: "
+                                  f"{', '.join(allowed)}")
+        _build_section(f"distill.samplers.{n}", SampleConfig, entry)
+    missing = [n for n in rounds if n not in d.samplers]
+    if missing:
+        raise ConfigError(f"distill.samplers: no settings for {missing[0]}-step students (distill.rounds has it); "
+                          f"add an entry {{{missing[0]}: {{sampler: sde, gamma: 1.5, sc_cfg: 2.5}}}}")
 
 
 def config_from_dict(data: dict, *, name: str | None = None) -> Config:
@@ -325,7 +406,7 @@ def config_from_dict(data: dict, *, name: str | None = None) -> Config:
             if value is None:
                 value = {}
             if not isinstance(value, dict):
-                raise ConfigError(f"{key}: must be a mapping of keys, got {value!r}")
+                raise ConfigError(f"{key}: must be a mapping of keys, got {_short(value)}")
             kwargs[key] = _build_section(key, SECTIONS[key], value)
         elif key in TOP_LEVEL_SCALARS:
             kwargs[key] = _coerce(key, value, str)
@@ -437,6 +518,17 @@ def load_config(recipe: str | Path | None, overrides: typing.Sequence[str] = ())
 def load_resolved(path: Path) -> Config:
     """Load a config saved by a run (already resolved; validated again)."""
     return config_from_dict(_read_yaml(path))
+
+
+def check_value(section: str, key: str, value: Any, *, name: str | None = None) -> Any:
+    """``value`` coerced and checked against the field ``section.key`` (type, finiteness, choices, range), for
+    values that arrive outside a recipe, such as CLI flags; errors name ``name`` (the flag) or the key path."""
+    cls = SECTIONS[section]
+    f = next(f for f in dataclasses.fields(cls) if f.name == key)
+    path = name or f"{section}.{key}"
+    value = _coerce(path, value, typing.get_type_hints(cls)[key])
+    _check_range(path, value, dict(f.metadata))
+    return value
 
 
 def field_help(section: str, key: str) -> str:
