@@ -25,6 +25,16 @@ class FlowPath:
     t_eps: float = 0.05
     prediction: str = "x"
 
+    @classmethod
+    def from_config(cls, cfg) -> "FlowPath":
+        """The path a recipe trained with: ``objective.noise_scale``, ``objective.t_eps``, ``model.prediction``.
+
+        The one place these constants are read from a config: the objective and the sampler both build their
+        path here, so a v-prediction run is sampled as one.
+        """
+        return cls(noise_scale=cfg.objective.noise_scale, t_eps=cfg.objective.t_eps,
+                   prediction=cfg.model.prediction)
+
     def interpolate(self, x: torch.Tensor, eps: torch.Tensor, t: torch.Tensor,
                     cond_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """z_t = t·x + (1 − t)·s·ε; condition positions (cond_mask (B, L) True) keep x."""
