@@ -156,19 +156,34 @@ class TrainConfig:
     sample_every: int = _f(0, "Sample and score every N steps during training (0: never).", lo=0)
 
 
+def _draw(f: Any) -> Any:
+    """Mark a sample setting that changes what is drawn: it is recorded in the samples header's "sampler" record."""
+    f.metadata = types.MappingProxyType({**f.metadata, "draw": True})
+    return f
+
+
 @dataclass
 class SampleConfig:
-    steps: int = _f(32, "Number of sampling steps.", lo=1)
-    sampler: str = _f("sde", "ode (Euler) or sde (churned Euler).", choices=("ode", "sde"))
-    gamma: float = _f(1.5, "SDE churn; 0 is the ODE.", lo=0.0)
-    time_grid: str = _f("logit_normal", "Time grid: uniform or logit_normal (drawn from the seed).",
-                        choices=("uniform", "logit_normal"))
-    cfg: float = _f(1.0, "Classifier-free guidance scale of the condition (1 = none).", lo=0.0)
-    sc_cfg: float = _f(3.0, "Self-conditioning CFG scale fed to the SC-CFG tokens.", lo=0.0)
+    """The one definition of every sampler setting: `elfctl sample` derives its --options from these fields, other
+    commands pass overrides keyed by these names (``elfctl.sampling.settings``), the samples header records them."""
+
+    steps: int = _draw(_f(32, "Number of sampling steps.", lo=1))
+    sampler: str = _draw(_f("sde", "ode (Euler) or sde (churned Euler, needs gamma > 0). Set alone, the sampler sets "
+                            "gamma (ode: 0) and gamma sets the sampler (> 0: sde); a contradiction is an error.",
+                            choices=("ode", "sde")))
+    gamma: float = _draw(_f(1.5, "SDE churn (> 0 for sde; 0 is the ODE).", lo=0.0))
+    time_grid: str = _draw(_f("logit_normal", "Time grid: uniform or logit_normal (drawn from the seed).",
+                              choices=("uniform", "logit_normal")))
+    cfg: float = _draw(_f(1.0, "Classifier-free guidance scale of a conditional model's condition (1 = none); for "
+                          "an unconditional model, overriding it sets its self-conditioning scale (sc_cfg).", lo=0.0))
+    sc_cfg: float = _draw(_f(3.0, "Self-conditioning CFG scale fed to the SC-CFG tokens.", lo=0.0))
     num_samples: int = _f(64, "Samples to draw.", lo=1)
     batch_size: int = _f(32, "Samples per batch.", lo=1)
     seed: int = _f(0, "Sampling seed.")
     ema: bool = _f(True, "Use EMA weights.")
+    bf16: bool = _f(True, "bf16 autocast for sampling on CUDA (heads stay fp32; TF32 for the fp32 matmuls), as the "
+                    "authors sample. Ignored on CPU (fp32).")
+    compile: bool = _f(False, "torch.compile the network for sampling.")
 
 
 @dataclass
