@@ -1,5 +1,6 @@
 """Fused sampling kernels: references by hand, Triton (interpreted on the CPU) against the references, dispatch."""
 
+import math
 import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton reads it when a kernel is decorated: set it before any import
@@ -10,7 +11,7 @@ import sys  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from elfctl.errors import ConfigError  # noqa: E402
+from elfctl.errors import ConfigError, ElfRuntimeError  # noqa: E402
 from elfctl.kernels import dispatch, guidance_step, reference_noise, resolve_backend, sde_noise_inject  # noqa: E402
 from elfctl.kernels.reference import guidance_step_ref, sde_noise_inject_ref  # noqa: E402
 
@@ -175,10 +176,43 @@ def test_noise_is_reproducible_and_depends_on_seed_and_offset():
     assert not torch.equal(a, _draw(1, 1024))
     assert not torch.equal(a, _draw(1, 1))
     assert not torch.equal(a, _draw(2, 0))
-    # element i uses counter offset + i: shifting the offset shifts the stream, also across 2**32
+    # element i uses normal i % 4 of counter offset + i // 4: shifting the offset by k shifts the stream by 4k
+    # elements, also across 2**32
     for base in (0, 2**32 - 100):
-        full, shifted = _draw(5, base).flatten(), _draw(5, base + 300).flatten()
+        full, shifted = _draw(5, base).flatten(), _draw(5, base + 75).flatten()
         assert torch.equal(full[300:], shifted[:-300])
+        assert not torch.equal(full[75:], shifted[:-75])
+
+
+def _host_philox_normals(seed: int, counter: int) -> list[float]:
+    """Triton's Philox4x32-10 and Box–Muller, by hand on the host: the four normals of one 64-bit counter."""
+    m = 2**32 - 1
+    c = [counter & m, counter >> 32, 0, 0]
+    k0, k1 = seed & m, (seed >> 32) & m
+    for _ in range(10):
+        a, b = 0xD2511F53, 0xCD9E8D57
+        c0, c2 = c[0], c[2]
+        c = [((b * c2) >> 32) ^ c[1] ^ k0, (b * c2) & m, ((a * c0) >> 32) ^ c[3] ^ k1, (a * c0) & m]
+        k0, k1 = (k0 + 0x9E3779B9) & m, (k1 + 0xBB67AE85) & m
+
+    def uniform(x):
+        x = x - 2**32 if x >= 2**31 else x
+        return (~x if x < 0 else x) * 4.6566127342e-10
+
+    u = [uniform(x) for x in c]
+    out = []
+    for u1, u2 in ((u[0], u[1]), (u[2], u[3])):
+        r = math.sqrt(-2.0 * math.log(max(1e-7, u1)))
+        out += [r * math.cos(2 * math.pi * u2), r * math.sin(2 * math.pi * u2)]
+    return out
+
+
+def test_noise_uses_all_four_normals_of_each_philox_counter():
+    # 14 elements: counters 2**32 - 2 .. 2**32 + 1 (the high counter word changes), the last one half used
+    base = 2**32 - 2
+    eps = _draw(123, base, shape=(1, 2, 7)).flatten().tolist()
+    want = [v for j in range(4) for v in _host_philox_normals(123, base + j)][:14]
+    assert eps == pytest.approx(want, rel=1e-4, abs=1e-4)
 
 
 def test_noise_statistics():
@@ -242,6 +276,121 @@ def test_dispatch_refuses_interpreting_when_the_flag_came_too_late(monkeypatch):
     monkeypatch.setattr(dispatch, "_triton_library_interpreted", lambda: False)
     with pytest.raises(ConfigError, match="TRITON_INTERPRET=1 was set after triton was imported"):
         resolve_backend(torch.zeros(1), "triton")
+
+
+# ------------------------------------------------------------------ probe, fallback, launch errors
+@pytest.fixture
+def fresh_probes(monkeypatch):
+    """Let ``auto`` consider Triton for CPU tensors (the interpreter stands in for a GPU) with no probe remembered."""
+    monkeypatch.delenv("ELFCTL_KERNELS", raising=False)
+    monkeypatch.setattr(dispatch, "_auto_candidate", lambda device: True)
+    dispatch.reset_probes()
+    yield
+    dispatch.reset_probes()
+
+
+def _raise_launch(*args, **kwargs):
+    raise RuntimeError("PTXAS error: Internal Triton PTX codegen error\nptxas fatal   : unsupported bf16")
+
+
+def _step_inputs():
+    xc, xu, z, cl, cm = _inputs((2, 5, 16), torch.float32, mask_kind="some", seed=4)
+    return (xc, xu, z), dict(scale=2.5, t=T, t_next=T_NEXT, t_eps=T_EPS, cond_latents=cl, cond_mask=cm)
+
+
+def test_auto_probes_once_per_device_and_keeps_triton_when_it_works(fresh_probes, monkeypatch, capsys):
+    import elfctl.kernels.triton_guidance as tg
+
+    calls = []
+    real = tg.guidance_step_triton
+    monkeypatch.setattr(tg, "guidance_step_triton", lambda *a, **k: calls.append(1) or real(*a, **k))
+    z = torch.zeros(2, 3, 4)
+    assert resolve_backend(z) == "triton" and resolve_backend(z) == "triton"
+    assert len(calls) == 1  # one probe launch for (cpu, float32), remembered
+    assert resolve_backend(z.bfloat16()) == "triton" and len(calls) == 2  # another dtype is probed on its own
+    assert capsys.readouterr().err == ""
+
+
+def test_auto_falls_back_with_one_warning_line_when_the_probe_launch_raises(fresh_probes, monkeypatch, capsys):
+    import elfctl.kernels.triton_guidance as tg
+
+    monkeypatch.setattr(tg, "guidance_step_triton", _raise_launch)
+    args, kw = _step_inputs()
+    assert resolve_backend(args[2]) == "torch"
+    got = guidance_step(*args, **kw)  # auto: the reference, no second warning
+    for g, w in zip(got, guidance_step_ref(*args, **kw)):
+        assert torch.equal(g, w)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("warning: Triton kernels unavailable on cpu (float32): ")
+    assert "RuntimeError: PTXAS error: Internal Triton PTX codegen error; using the PyTorch reference" in err
+    # a forced choice does not probe: the failing launch is one clear error
+    with pytest.raises(ElfRuntimeError, match=r"ELFCTL_KERNELS=triton: the guidance_step launch failed "
+                                              r"\(RuntimeError: PTXAS error.*\) on cpu; use ELFCTL_KERNELS=auto") as e:
+        guidance_step(*args, backend="triton", **kw)
+    assert "\n" not in str(e.value)
+
+
+def test_auto_falls_back_when_a_later_launch_raises(fresh_probes, monkeypatch, capsys):
+    import elfctl.kernels.triton_sde_noise as tn
+
+    z = torch.randn(2, 3, 8)
+    assert resolve_backend(z) == "triton"  # the real probe passes
+    monkeypatch.setattr(tn, "sde_noise_inject_triton", _raise_launch)
+    out = sde_noise_inject(z, alpha=0.5, noise_scale=1.0, seed=3, offset=64)  # e.g. a new shape fails to compile
+    assert torch.equal(out, sde_noise_inject_ref(z, alpha=0.5, noise_scale=1.0, seed=3, offset=64))
+    assert resolve_backend(z) == "torch"  # remembered for the device
+    assert capsys.readouterr().err.count("warning: Triton kernels unavailable on cpu") == 1
+
+
+def test_interpreter_is_never_used_on_cuda_tensors(monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    dispatch.reset_probes()
+    cuda_tensor = SimpleNamespace(device=torch.device("cuda", 0), dtype=torch.float32)  # only what dispatch reads
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert "TRITON_INTERPRET=1 is set" in dispatch.triton_refusal(torch.device("cuda", 0))
+    assert resolve_backend(cuda_tensor, "auto") == "torch"
+    assert "TRITON_INTERPRET=1 is set, so Triton would run its CPU interpreter on CUDA tensors" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="ELFCTL_KERNELS=triton cannot run here: TRITON_INTERPRET=1 is set"):
+        resolve_backend(cuda_tensor, "triton")
+    # kernels decorated under the interpreter refuse a CUDA launch even if the variable was unset later
+    with pytest.raises(ConfigError, match="on CUDA tensors they would run in the CPU interpreter"):
+        dispatch.check_launchable(dispatch_interpreted_kernel(), cuda_tensor)
+    dispatch.reset_probes()
+
+
+def dispatch_interpreted_kernel():
+    from elfctl.kernels.triton_guidance import _guidance_step_kernel
+
+    assert type(_guidance_step_kernel).__name__ == "InterpretedFunction"  # this test module runs interpreted
+    return _guidance_step_kernel
+
+
+def test_auto_on_a_gpu_that_cannot_launch_falls_back(monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    # no interpreter: the probe really tries to launch on cuda:0, which this CPU-only torch cannot do
+    dispatch.reset_probes()
+    monkeypatch.setattr(dispatch, "interpreted", lambda: False)
+    monkeypatch.setattr(dispatch, "_triton_library_interpreted", lambda: False)
+    cuda_tensor = SimpleNamespace(device=torch.device("cuda", 0), dtype=torch.bfloat16)
+    assert resolve_backend(cuda_tensor) == "torch"
+    err = capsys.readouterr().err
+    assert err.startswith("warning: Triton kernels unavailable on cuda:0 (bfloat16): ") and err.count("\n") == 1
+    dispatch.reset_probes()
+
+
+def test_inputs_must_share_z_device():
+    z = torch.zeros(2, 3, 4)
+    with pytest.raises(ValueError, match="x_uncond is on meta, z is on cpu"):
+        guidance_step(z, torch.zeros(2, 3, 4, device="meta"), z, scale=1.0, t=0.1, t_next=0.2, t_eps=0.05)
+
+
+def test_no_guidance_and_no_condition_returns_the_prediction_itself():
+    xc, _, z, _, _ = _inputs((2, 5, 16), torch.float32, mask_kind="none", seed=5)
+    z_next, x = guidance_step(xc, None, z, scale=3.0, t=T, t_next=T_NEXT, t_eps=T_EPS, backend="triton")
+    assert x is xc  # not a copy
+    _close(z_next, guidance_step_ref(xc, None, z, scale=3.0, t=T, t_next=T_NEXT, t_eps=T_EPS)[0], torch.float32)
 
 
 def test_import_without_triton():
