@@ -33,12 +33,13 @@ def _version(value: bool) -> None:
 
 
 def _root_callback(
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors (also accepted after the "
+                                                      "subcommand)."),
     version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
                                            help="Print the version and exit."),
 ) -> None:
     """Train, sample, evaluate and ablate ELF (Embedded Language Flows) diffusion language models."""
-    _state["debug"] = debug
+    _state["debug"] = _state["debug"] or debug
 
 
 def _warn(message: str) -> None:
@@ -72,12 +73,21 @@ def build_app() -> typer.Typer:
     return app
 
 
+def _take_debug(args: list[str]) -> tuple[list[str], bool]:
+    """``--debug`` is a root option, but the error hint can be followed anywhere: accept it before or after the
+    subcommand (not after a ``--`` separator, where arguments are passed on as they are)."""
+    end = args.index("--") if "--" in args else len(args)
+    debug = "--debug" in args[:end]
+    return [a for a in args[:end] if a != "--debug"] + args[end:], debug
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the CLI; map user errors to one red line and an exit code."""
     app = build_app()
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    args, debug = _take_debug(list(argv if argv is not None else sys.argv[1:]))
+    _state["debug"] = debug
     try:
-        result = app(args=argv, prog_name="elfctl", standalone_mode=False)
+        result = app(args=args, prog_name="elfctl", standalone_mode=False)
     except ElfError as e:
         if debug:
             raise

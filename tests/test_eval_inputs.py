@@ -13,9 +13,10 @@ from elfctl.eval.inputs import newest_samples, read_samples
 from conftest import make_tokenizer_dir
 
 
-def write_jsonl(path, texts, refs=None, run_dir="nowhere"):
-    lines = [json.dumps({"type": "header", "checkpoint": "c", "step": 1, "run_dir": str(run_dir), "recipe": "r",
-                         "task": "unconditional", "sampler": {}, "seed": 0, "nfe": 4, "wall_time_s": 0.1})]
+def write_jsonl(path, texts, refs=None, run_dir="nowhere", **header):
+    head = {"type": "header", "checkpoint": "c", "step": 1, "run_dir": str(run_dir), "recipe": "r",
+            "task": "unconditional", "sampler": {"steps": 8}, "seed": 0, "nfe": 4, "wall_time_s": 0.1, **header}
+    lines = [json.dumps(head)]
     for i, t in enumerate(texts):
         rec = {"type": "sample", "index": i, "text": t, "token_ids": []}
         if refs:
@@ -89,9 +90,12 @@ def test_bleu_rouge_diversity_from_the_cli(tmp_path, capsys):
     assert main(["eval", "--metric", "bleu,rouge,diversity", "--samples", str(s), "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["bleu"] == pytest.approx(100.0) and res["rouge"]["rougeL"] == pytest.approx(100.0)
-    assert res["diversity"]["empty_samples"] == 0 and len(res["protocol_hash"]) == 12
+    assert res["diversity"]["empty_samples"] == 0
     printed = capsys.readouterr().out
-    assert res["protocol_hash"] in printed and "BLEU: 100.000" in printed
+    assert "BLEU: 100.000" in printed
+    # no judge was involved: no Gen PPL protocol line, no judge label, no Gen PPL row
+    assert "protocol" not in res and "judge_label" not in res and res["rows"] == {}
+    assert "protocol elf" not in printed and "judge" not in printed and "Gen PPL" not in printed
 
 
 @pytest.fixture(scope="module")
@@ -108,9 +112,11 @@ def judge_dir(tmp_path_factory):
 def test_genppl_from_the_cli_single_file_and_seeds(tmp_path, judge_dir, capsys):
     run = tmp_path / "run"
     a = write_jsonl(tmp_path / "a.jsonl", ["the cat sat on the mat", "a dog ran", "big red house"], run_dir=run)
-    b = write_jsonl(tmp_path / "b.jsonl", ["the dog sat", "a cat ran in the park", "blue tree"], run_dir=run)
+    b = write_jsonl(tmp_path / "b.jsonl", ["the dog sat", "a cat ran in the park", "blue tree"], run_dir=run,
+                    seed=1)
     assert main(["eval", "--samples", str(a), "--judge", str(judge_dir), "--bootstrap", "50"]) == 0
-    res = json.loads((run / "eval" / "a.genppl.json").read_text())   # default: <run_dir>/eval/<stem>.<metric>.json
+    (written,) = (run / "eval").glob("a-*.genppl.json")   # default: <run_dir>/eval/<stem>-<hash>.<metric>.json
+    res = json.loads(written.read_text())
     row = res["rows"]["model"]
     assert row["genppl"] > 1 and row["entropy"] > 0 and len(row["per_sample"]["nll_sum"]) == 3
     assert row["genppl_ci95"][0] <= row["genppl"] <= row["genppl_ci95"][1]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
+import hashlib
 import math
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-OFFLINE_JUDGE = "builtin:smollm2-135m"
+from elfctl.eval.judge import OFFLINE_JUDGE
 
 
 def _fmt(v) -> str:
@@ -31,20 +31,32 @@ def _pm(row: dict, key: str) -> str:
     return _fmt(row.get(key)) + (f" ± {_fmt(std)}" if std is not None else "")
 
 
+def _row_items(row: dict) -> list[tuple[str, str]]:
+    """The lines of one Gen PPL / entropy row: only the numbers that were scored."""
+    items = []
+    for key, label in (("genppl", "Gen PPL"), ("entropy", "entropy (nats)")):
+        if key in row:
+            items.append((label, _pm(row, key)))
+    if "seeds" not in row:
+        for key, label in (("genppl", "Gen PPL 95% CI"), ("entropy", "entropy 95% CI")):
+            if f"{key}_ci95" in row:
+                items.append((label, _ci(row[f"{key}_ci95"])))
+    items.append(("samples", str(row.get("num_samples"))))
+    if "scored_tokens" in row:
+        items.append(("scored tokens", str(row["scored_tokens"])))
+    return items
+
+
 def _lines(res: dict) -> list[tuple[str, list[tuple[str, str]]]]:
     """Sections of (label, value) pairs, shared by the rich table and the plain output."""
     sections = []
     for name, row in res.get("rows", {}).items():
         spread = (f"{row['seeds']} seeds, mean ± std" if "seeds" in row else "95% bootstrap CI")
-        items = [("Gen PPL", _pm(row, "genppl")), ("entropy (nats)", _pm(row, "entropy"))]
-        if "seeds" not in row:
-            items += [("Gen PPL 95% CI", _ci(row.get("genppl_ci95"))),
-                      ("entropy 95% CI", _ci(row.get("entropy_ci95")))]
-        items += [("samples", str(row.get("num_samples"))), ("scored tokens", str(row.get("scored_tokens")))]
-        title = {"model": "samples", "data": "data's own Gen PPL", "random": "random tokens"}.get(name, name)
+        title = {"model": "samples", "data": "data's own " + ("Gen PPL" if "genppl" in row else "entropy"),
+                 "random": "random tokens"}.get(name, name)
         if row.get("source"):
             title += f" ({row['source']})"
-        sections.append((f"{title} — {spread}", items))
+        sections.append((f"{title} — {spread}", _row_items(row)))
     if "bleu" in res:
         items = [("BLEU", _fmt(res["bleu"]) + (f" ± {_fmt(res['bleu_std_over_seeds'])}"
                                                 if "bleu_std_over_seeds" in res else ""))]
@@ -69,6 +81,10 @@ def _print(res: dict, out: Path) -> None:
     import sys
 
     sections = _lines(res)
+    # the protocol and judge lines describe Gen PPL / entropy only; BLEU, ROUGE and diversity have no judge
+    tail = [res[k] for k in ("protocol_line", "judge_label") if res.get(k)] + [f"results -> {out}"]
+    for note in res.get("notes", []):
+        typer.echo(f"note: {note}", err=True)
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
@@ -81,17 +97,15 @@ def _print(res: dict, out: Path) -> None:
             for k, v in items:
                 table.add_row(k, v)
             console.print(table)
-        console.print(res["protocol_line"], markup=False, highlight=False)
-        console.print(res["judge_label"], markup=False, highlight=False)
-        console.print(f"results -> {out}", markup=False, highlight=False)
+        for line in tail:
+            console.print(line, markup=False, highlight=False)
         return
     for title, items in sections:
         typer.echo(f"[{title}]")
         for k, v in items:
             typer.echo(f"  {k}: {v}")
-    typer.echo(res["protocol_line"])
-    typer.echo(res["judge_label"])
-    typer.echo(f"results -> {out}")
+    for line in tail:
+        typer.echo(line)
 
 
 def _default_judge(run_cfg) -> str:
@@ -115,20 +129,65 @@ def _default_judge(run_cfg) -> str:
     return judge
 
 
+def default_results_path(paths: list[Path], run_dir: Optional[str], tag: str) -> Path:
+    """``<run>/eval/<stem>.<tag>.json`` for a run's own ``samples/<stem>.jsonl``; any other input (or several)
+    adds a hash of the inputs' absolute paths, so two files of the same name in different folders never write
+    to the same results file. Without a run, the results go beside the (first) samples file."""
+    first = Path(paths[0])
+    base = Path(run_dir) / "eval" if run_dir else first.parent
+    own = (run_dir is not None and len(paths) == 1 and first.suffix == ".jsonl"
+           and first.resolve().parent == (Path(run_dir) / "samples").resolve())
+    if own:
+        return base / f"{first.stem}.{tag}.json"
+    key = hashlib.sha256("\n".join(str(Path(p).resolve()) for p in paths).encode()).hexdigest()[:8]
+    more = f"+{len(paths) - 1}" if len(paths) > 1 else ""
+    return base / f"{first.stem}{more}-{key}.{tag}.json"
+
+
+def _metric_tag(metric: str, metrics: list[str]) -> str:
+    if metric.strip().lower() == "all":
+        return "all"
+    return "+".join(m for m in metrics if m != "entropy" or "genppl" not in metrics)
+
+
+def _run_config(run_dir: Optional[str]):
+    from elfctl.errors import ConfigError
+
+    if not run_dir or not (Path(run_dir) / "config.yaml").is_file():
+        return None
+    try:
+        from elfctl.config import load_resolved
+
+        return load_resolved(Path(run_dir) / "config.yaml")
+    except ConfigError as e:
+        typer.echo(f"note: ignoring the run's config ({e})", err=True)
+        return None
+
+
 def evaluate(
+    files: Optional[List[Path]] = typer.Argument(None, metavar="[SAMPLES]...", show_default=False,
+                                                 help="Samples file(s), same as --samples."),
     metric: str = typer.Option("genppl", "--metric", help="genppl, entropy, bleu, rouge, diversity or all "
-                                                          "(comma-separated). Gen PPL always shows entropy."),
-    samples: Optional[List[Path]] = typer.Option(None, "--samples", help="Samples file(s): elfctl JSONL, .json list "
-                                                 "of strings, or text. Repeat for one file per seed (mean ± std). "
-                                                 "Default: the newest samples file of the newest run."),
+                                                          "(comma-separated). Gen PPL always shows entropy; all "
+                                                          "skips BLEU/ROUGE when there are no references."),
+    samples: Optional[List[Path]] = typer.Option(None, "--samples", help="Samples file: elfctl JSONL, a JSON "
+                                                 "list of strings, or text (read by content). Several files (seeds "
+                                                 "of one run and settings: mean ± std): repeat --samples, or list "
+                                                 "them after it (--samples a.jsonl b.jsonl). Default: the newest "
+                                                 "samples file of the newest run."),
+    allow_mixed: bool = typer.Option(False, "--allow-mixed", help="Average several files even when their headers "
+                                     "do not show them to be seeds of one run and settings."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where the newest samples file is looked for."),
     references: Optional[Path] = typer.Option(None, "--references", help="References for BLEU/ROUGE (default: "
                                               "the samples' 'reference' fields)."),
     judge: Optional[str] = typer.Option(None, "--judge", help="Gen PPL judge: hub id (gpt2-large), local dir or "
                                         f".gguf, or {OFFLINE_JUDGE} (default: the run's eval.judge if it loads "
                                         "here, else the offline judge)."),
-    protocol: Optional[str] = typer.Option(None, "--protocol", help="elf (ELF-METHOD §5) or mdlm (MDLM/Duo's "
-                                           "rules). Default: the run's eval.protocol, else elf."),
+    device: Optional[str] = typer.Option(None, "--device", help="Where the judge runs: cpu, cuda or cuda:N "
+                                         "(default: cpu)."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", help="elf (the paper's protocol, independent of "
+                                           "batching) or mdlm (MDLM/Duo's rules). Default: the run's "
+                                           "eval.protocol, else elf."),
     reference_text: Optional[Path] = typer.Option(None, "--reference-text", help="Real held-out text scored "
                                                   "through the same rules (the data's own Gen PPL)."),
     baselines: bool = typer.Option(False, "--baselines", help="Also score the run's held-out data and random "
@@ -139,50 +198,46 @@ def evaluate(
                                               "(the first ones) of each file."),
     bootstrap: Optional[int] = typer.Option(None, "--bootstrap", help="Bootstrap resamples for 95% intervals "
                                             "(0: none; default: the run's eval.bootstrap, else 1000)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Results JSON (default: "
-                                       "<run>/eval/<samples-stem>.<metric>.json)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Results JSON (default: <run>/eval/<samples-stem>"
+                                       ".<metric>.json, with a hash of the inputs' paths unless the input is the "
+                                       "run's own samples/<stem>.jsonl)."),
 ) -> None:
     """Score samples and print the results with the protocol hash and the judge label; writes a results JSON."""
+    from elfctl.atomic import atomic_write_json
     from elfctl.errors import ConfigError
-    from elfctl.eval.inputs import newest_samples, read_samples
+    from elfctl.eval.inputs import check_same_run, newest_samples, read_samples
     from elfctl.eval.report import parse_metrics, score_samples
 
     metrics = parse_metrics(metric)
-    if batch_size is not None and batch_size < 1:
-        raise ConfigError(f"--batch-size: {batch_size} is out of range; must be >= 1")
-    if max_samples is not None and max_samples < 1:
-        raise ConfigError(f"--max-samples: {max_samples} is out of range; must be >= 1")
-    if bootstrap is not None and bootstrap < 0:
-        raise ConfigError(f"--bootstrap: {bootstrap} is out of range; must be >= 0")
+    for flag, value, lo in (("--batch-size", batch_size, 1), ("--max-samples", max_samples, 1),
+                            ("--bootstrap", bootstrap, 0)):
+        if value is not None and value < lo:
+            raise ConfigError(f"{flag}: {value} is out of range; must be >= {lo}")
     if protocol is not None and protocol not in ("elf", "mdlm"):
         raise ConfigError(f"--protocol: {protocol!r} is not valid; choose elf or mdlm")
-    paths = list(samples or []) or [newest_samples(runs_dir)]
+    for flag, path in (("--references", references), ("--reference-text", reference_text)):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{flag}: {'is a directory, not a file' if path.is_dir() else 'file not found'}: "
+                              f"{path}")
+    paths = [*(samples or []), *(files or [])] or [newest_samples(runs_dir)]
     loaded = [read_samples(p) for p in paths]
-    run_cfg = None
+    if not allow_mixed:
+        check_same_run(loaded)
     run_dir = loaded[0].header.get("run_dir")
-    if run_dir and (Path(run_dir) / "config.yaml").is_file():
-        try:
-            from elfctl.config import load_resolved
-
-            run_cfg = load_resolved(Path(run_dir) / "config.yaml")
-        except ConfigError as e:
-            typer.echo(f"note: ignoring the run's config ({e})", err=True)
+    run_cfg = _run_config(run_dir)
     ev = run_cfg.eval if run_cfg is not None else None
-    res = score_samples(loaded, metrics, judge=judge or _default_judge(run_cfg),
+    needs_judge = "genppl" in metrics or "entropy" in metrics
+    res = score_samples(loaded, metric, judge=judge or (_default_judge(run_cfg) if needs_judge else OFFLINE_JUDGE),
                         protocol=protocol or (ev.protocol if ev else "elf"),
                         judge_dtype=ev.judge_dtype if ev else "float32",
                         max_length=ev.max_judge_length if ev else 1024,
                         batch_size=batch_size or (ev.judge_batch_size if ev else 8),
                         bootstrap=bootstrap if bootstrap is not None else (ev.bootstrap if ev else 1000),
                         references=references, reference_text=reference_text, run_cfg=run_cfg,
-                        baselines=baselines, max_samples=max_samples)
-    if out is None:
-        base = Path(run_dir) / "eval" if run_dir else paths[0].parent
-        tag = "all" if metric.strip() == "all" else "+".join(m for m in metrics if m != "entropy" or
-                                                             "genppl" not in metrics)
-        out = base / f"{paths[0].stem}.{tag}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(res, indent=2), encoding="utf-8")
-    tmp.replace(out)
+                        baselines=baselines, max_samples=max_samples, device=device)
+    if len(loaded) > 1 and allow_mixed:
+        res["notes"].append("--allow-mixed: the files were averaged without checking that they are seeds of one "
+                            "run and settings")
+    out = out or default_results_path(paths, run_dir, _metric_tag(metric, metrics))
+    atomic_write_json(out, res)
     _print(res, out)

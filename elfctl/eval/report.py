@@ -1,6 +1,6 @@
 """Scoring samples end to end under a declared protocol — one results dict (what ``elfctl eval`` writes).
 
-Programmatic entry point (what ``elfctl sample`` / ``elfctl ablate`` call)::
+Programmatic entry point (what ``elfctl eval`` and ``elfctl ablate`` call)::
 
     from elfctl.eval.report import score_samples
     res = score_samples("runs/x/samples/s.jsonl", ["genppl", "diversity"], judge="builtin:smollm2-135m",
@@ -9,23 +9,26 @@ Programmatic entry point (what ``elfctl sample`` / ``elfctl ablate`` call)::
 
 ``samples``: a path, a :class:`~elfctl.eval.inputs.Samples`, or a list of them (one per seed: mean ± std over
 seeds; one file: bootstrap 95% intervals). ``judge``: a source string or a loaded :class:`Judge`.
-The results dict: ``{"protocol": {...}, "protocol_hash", "protocol_line", "judge", "judge_label", "inputs",
-"header", "metrics", "rows": {"model": {...}, "data"?: {...}, "random"?: {...}}, "bleu"?, "rouge"?,
-"diversity"?}``.
+The results dict: ``{"inputs", "header", "metrics", "notes", "rows": {"model": {...}, "data"?: {...},
+"random"?: {...}}, "protocol"?, "protocol_hash"?, "protocol_line"?, "judge"?, "judge_label"?, "bleu"?, "rouge"?,
+"diversity"?}``. The protocol and judge keys are there only when Gen PPL or entropy was scored: BLEU, ROUGE and
+diversity do not depend on a judge. Entropy alone needs the judge's tokenizer, never its weights.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 from elfctl.errors import ConfigError
 from elfctl.eval.inputs import Samples, check_pairs, read_references, read_samples
-from elfctl.eval.judge import OFFLINE_JUDGE, Judge, judge_label
+from elfctl.eval.judge import OFFLINE_JUDGE, Judge
 
 METRICS = ("genppl", "entropy", "bleu", "rouge", "diversity")
+OVERLAP = ("bleu", "rouge")     # need references; `all` skips them (with a note) when there are none
 
 
 def parse_metrics(text: str) -> list[str]:
@@ -42,23 +45,56 @@ def parse_metrics(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _asked_all(metrics) -> bool:
+    names = metrics.split(",") if isinstance(metrics, str) else list(metrics)
+    return any(str(m).strip().lower() == "all" for m in names)
+
+
 def _as_samples(x: Union[str, Path, Samples]) -> Samples:
     return x if isinstance(x, Samples) else read_samples(Path(x))
 
 
-def _ppl_row(texts: Sequence[str], judge: Judge, protocol, batch_size: int, bootstrap: int, seed: int,
-             keep_per_sample: bool = True) -> dict:
-    from elfctl.eval.genppl import aggregate, per_sample, score_texts
-    from elfctl.eval.spread import bootstrap_mean, bootstrap_ppl
+# --------------------------------------------------------------------------- Gen PPL and entropy rows
 
-    scores = score_texts(texts, judge, protocol, batch_size=batch_size)
-    row = aggregate(scores)
-    row["genppl_ci95"] = list(bootstrap_ppl([s.nll_sum for s in scores], [s.n_scored for s in scores],
-                                            resamples=bootstrap, seed=seed))
-    row["entropy_ci95"] = list(bootstrap_mean([s.entropy for s in scores], resamples=bootstrap, seed=seed))
-    if keep_per_sample:
-        row["per_sample"] = per_sample(scores)
-    return row
+@dataclass
+class _Scorer:
+    """What scores one list of texts: the whole judge (Gen PPL + entropy) or its tokenizer alone (entropy)."""
+
+    judge: Judge                # model is None when only the tokenizer was loaded
+    protocol: object
+    batch_size: int
+    bootstrap: int
+    seed: int
+    keep_per_sample: bool
+
+    @property
+    def genppl(self) -> bool:
+        return self.judge.model is not None
+
+    def row(self, texts: Sequence[str]) -> dict:
+        from elfctl.eval.spread import bootstrap_mean, bootstrap_ppl
+
+        if self.genppl:
+            from elfctl.eval.genppl import aggregate, per_sample, score_texts
+
+            scores = score_texts(texts, self.judge, self.protocol, batch_size=self.batch_size)
+            row = aggregate(scores)
+            row["genppl_ci95"] = list(bootstrap_ppl([s.nll_sum for s in scores], [s.n_scored for s in scores],
+                                                    resamples=self.bootstrap, seed=self.seed))
+            per = per_sample(scores)
+            entropies = per["entropy"]
+        else:
+            from elfctl.eval.genppl import prepare_rows, unigram_entropy
+
+            rows = prepare_rows(texts, self.judge, self.protocol)  # the protocol's truncation, no model call
+            entropies = [unigram_entropy(r.text_ids) for r in rows]
+            row = {"entropy": math.fsum(entropies) / len(entropies) if entropies else float("nan"),
+                   "num_samples": len(entropies), "judge_tokens": sum(len(r.text_ids) for r in rows)}
+            per = {"entropy": entropies}
+        row["entropy_ci95"] = list(bootstrap_mean(entropies, resamples=self.bootstrap, seed=self.seed))
+        if self.keep_per_sample:
+            row["per_sample"] = per
+        return row
 
 
 def _merge_seeds(per_seed: list[dict], keys: Sequence[str]) -> dict:
@@ -102,6 +138,51 @@ def baseline_texts(run_cfg, n: int, *, seed: int = 0) -> tuple[list[str], list[s
     return data, rand
 
 
+def _load_scorer(judge: Union[str, Judge], protocol, *, genppl: bool, device: Optional[str], batch_size: int,
+                 bootstrap: int, seed: int, keep_per_sample: bool) -> _Scorer:
+    """The judge with its weights for Gen PPL; for entropy alone, its tokenizer only."""
+    from elfctl.eval.protocol import with_judge_tokens
+
+    if genppl:
+        from elfctl.eval.judge import load_judge
+
+        j = load_judge(judge, dtype=protocol.judge_dtype, **({"device": device} if device else {}))
+    elif isinstance(judge, Judge):
+        j = Judge(judge.name, None, judge.tokenizer)
+    else:
+        from elfctl.eval.judge_tokenizer import load_judge_tokenizer
+
+        j = Judge(str(judge), None, load_judge_tokenizer(str(judge)))
+    return _Scorer(j, with_judge_tokens(protocol, eos=j.eos_token), batch_size, bootstrap, seed, keep_per_sample)
+
+
+def _score_judge_rows(out: dict, files: list[Samples], scorer: _Scorer, *, reference_text, run_cfg,
+                      baselines: bool) -> None:
+    """rows.model (one row per seed file, merged), and the data / random-token rows beside it."""
+    keys = ("genppl", "entropy", "mean_nll") if scorer.genppl else ("entropy",)
+    out["rows"]["model"] = _merge_seeds([scorer.row(s.texts) for s in files], keys)
+    n = len(files[0].texts)
+    ref_path = reference_text or (run_cfg.eval.reference_text if run_cfg is not None and
+                                  getattr(run_cfg.eval, "reference_text", None) else None)
+    if ref_path is not None:
+        data = read_samples(Path(ref_path), "--reference-text").texts[:n]
+        out["rows"]["data"] = {**scorer.row(data), "source": str(ref_path)}
+    if baselines:
+        if run_cfg is None:
+            raise ConfigError("--baselines needs the run's recipe (samples written by `elfctl sample`, with "
+                              "<run>/config.yaml); use --reference-text FILE instead")
+        data, rand = baseline_texts(run_cfg, n, seed=scorer.seed)
+        if "data" not in out["rows"]:
+            out["rows"]["data"] = {**scorer.row(data),
+                                   "source": "run dataset (held-out split, model tokenizer round trip)"}
+        out["rows"]["random"] = {**scorer.row(rand), "source": "uniform random model tokens, matched lengths"}
+    proto = scorer.protocol
+    out.update({"judge": scorer.judge.name, "judge_label": scorer.judge.label, "protocol": proto.to_dict(),
+                "protocol_hash": proto.hash, "protocol_line": proto.describe()})
+
+
+# --------------------------------------------------------------------------- BLEU / ROUGE
+
 def _bleu_ci(hyps: list[str], refs: list[str], resamples: int, seed: int) -> list[float]:
     """Bootstrap interval of corpus BLEU from per-sentence sufficient statistics (sacreBLEU's own recipe)."""
     import numpy as np
@@ -122,101 +203,114 @@ def _bleu_ci(hyps: list[str], refs: list[str], resamples: int, seed: int) -> lis
         return list(NAN_PAIR)
 
 
-def score_samples(samples, metrics: Sequence[str] = ("genppl", "entropy"), *,
-                  judge: Union[str, Judge] = OFFLINE_JUDGE, protocol="elf", judge_dtype: str = "float32",
-                  max_length: int = 1024, batch_size: int = 8, bootstrap: int = 1000, seed: int = 0,
-                  references: Optional[Path] = None, reference_text: Optional[Path] = None, run_cfg=None,
-                  baselines: bool = False, max_samples: Optional[int] = None,
-                  keep_per_sample: bool = True) -> dict:
-    """Score one samples file (or one per seed) with the given metrics; see the module docstring."""
-    from elfctl.eval.protocol import Protocol, make_protocol, with_judge_tokens
+def _reference_pairs(files: list[Samples], references: Optional[Path]) -> Optional[list[tuple[Samples, list]]]:
+    """(samples, references) per file; None when the samples carry no references and none were given."""
+    if references is not None:
+        ext = read_references(references, "--references")
+        for s in files:
+            check_pairs(s.texts, ext, s.path, references)
+        return [(s, ext) for s in files]
+    if any(not s.references or any(r is None for r in s.references) for s in files):
+        return None
+    return [(s, s.references) for s in files]
 
-    metrics = parse_metrics(",".join(metrics)) if not isinstance(metrics, str) else parse_metrics(metrics)
+
+def _score_overlap(out: dict, files: list[Samples], metrics: Sequence[str], *, references, optional: bool,
+                   bootstrap: int, seed: int, note: Callable[[str], None]) -> None:
+    """BLEU and/or ROUGE against the samples' references (or --references)."""
+    from elfctl.eval.spread import bootstrap_mean, mean_std
+    from elfctl.eval.text_metrics import bleu, rouge_per_sample
+
+    asked = [m for m in OVERLAP if m in metrics]
+    pairs = _reference_pairs(files, references)
+    if pairs is None:
+        missing = next(s for s in files if not s.references or any(r is None for r in s.references))
+        if optional:
+            note(f"{' and '.join(m.upper() for m in asked)} skipped: {missing.path} has no references (an "
+                 f"unconditional run has nothing to compare against; pass --references FILE to score them)")
+            return
+        raise ConfigError(f"--metric {','.join(asked)}: {missing.path}: samples have no 'reference' fields; "
+                          f"pass --references FILE")
+    single = len(pairs) == 1
+    bleus, rouges = [], []
+    for s, refs in pairs:
+        if "bleu" in asked:
+            bleus.append(bleu(s.texts, refs))
+            if single:
+                out["bleu_ci95"] = _bleu_ci(list(s.texts), list(refs), min(bootstrap, 1000), seed)
+        if "rouge" in asked:
+            per = rouge_per_sample(s.texts, refs)
+            rouges.append({k: sum(v) / max(len(v), 1) for k, v in per.items()})
+            if single:
+                out["rouge_ci95"] = {k: list(bootstrap_mean(v, resamples=bootstrap, seed=seed))
+                                     for k, v in per.items()}
+    if bleus:
+        out["bleu"] = mean_std(bleus)[0]
+        if len(bleus) > 1:
+            out["bleu_std_over_seeds"] = mean_std(bleus)[1]
+    if rouges:
+        out["rouge"] = {k: mean_std([r[k] for r in rouges])[0] for k in rouges[0]}
+        if len(rouges) > 1:
+            out["rouge_std_over_seeds"] = {k: mean_std([r[k] for r in rouges])[1] for k in rouges[0]}
+
+
+# --------------------------------------------------------------------------- diversity
+
+def _score_diversity(out: dict, files: list[Samples]) -> None:
+    from elfctl.eval.diversity import diversity
+    from elfctl.eval.spread import mean_std
+
+    per = [diversity(s.texts) for s in files]
+    if len(per) == 1:
+        out["diversity"] = per[0]
+        return
+    scalar = [k for k, v in per[0].items() if isinstance(v, (int, float))]
+    out["diversity"] = {k: mean_std([p[k] for p in per])[0] for k in scalar}
+    out["diversity_std_over_seeds"] = {k: mean_std([p[k] for p in per])[1] for k in scalar}
+    out["diversity_per_seed"] = per
+
+
+# --------------------------------------------------------------------------- the whole report
+
+def _load_files(samples, max_samples: Optional[int]) -> list[Samples]:
     files = [_as_samples(s) for s in (samples if isinstance(samples, (list, tuple)) else [samples])]
     if not files:
         raise ConfigError("no samples to score")
     if max_samples:
-        files = [Samples(s.path, s.texts[:max_samples], s.header, s.references[:max_samples]) for s in files]
-    judge_name = judge.name if isinstance(judge, Judge) else str(judge)
-    proto = protocol if isinstance(protocol, Protocol) else make_protocol(protocol, judge_name,
-                                                                          judge_dtype=judge_dtype,
-                                                                          max_length=max_length)
-    out: dict = {"inputs": [str(s.path) for s in files], "header": files[0].header, "metrics": list(metrics),
-                 "judge": None, "judge_label": "no judge (no Gen PPL requested)", "rows": {}}
-    if "genppl" in metrics or "entropy" in metrics:
-        from elfctl.eval.judge import load_judge
+        files = [Samples(s.path, s.texts[:max_samples], s.header, s.references[:max_samples], s.format)
+                 for s in files]
+    return files
 
-        j = load_judge(judge, dtype=proto.judge_dtype)
-        proto = with_judge_tokens(proto, eos=j.eos_token)
-        out["judge"], out["judge_label"] = j.name, j.label
-        per_seed = [_ppl_row(s.texts, j, proto, batch_size, bootstrap, seed, keep_per_sample) for s in files]
-        out["rows"]["model"] = _merge_seeds(per_seed, ("genppl", "entropy", "mean_nll"))
-        n = len(files[0].texts)
-        ref_path = reference_text or (run_cfg.eval.reference_text if run_cfg is not None and
-                                      getattr(run_cfg.eval, "reference_text", None) else None)
-        if ref_path is not None:
-            data = read_samples(Path(ref_path)).texts[:n]
-            out["rows"]["data"] = _ppl_row(data, j, proto, batch_size, bootstrap, seed, keep_per_sample)
-            out["rows"]["data"]["source"] = str(ref_path)
-        if baselines:
-            if run_cfg is None:
-                raise ConfigError("--baselines needs the run's recipe (samples written by `elfctl sample`, with "
-                                  "<run>/config.yaml); use --reference-text FILE instead")
-            data, rand = baseline_texts(run_cfg, n, seed=seed)
-            if "data" not in out["rows"]:
-                out["rows"]["data"] = _ppl_row(data, j, proto, batch_size, bootstrap, seed, keep_per_sample)
-                out["rows"]["data"]["source"] = "run dataset (held-out split, model tokenizer round trip)"
-            out["rows"]["random"] = _ppl_row(rand, j, proto, batch_size, bootstrap, seed, keep_per_sample)
-            out["rows"]["random"]["source"] = "uniform random model tokens, matched lengths"
-    out["protocol"], out["protocol_hash"] = proto.to_dict(), proto.hash
-    out["protocol_line"] = proto.describe()
-    if "bleu" in metrics or "rouge" in metrics:
-        from elfctl.eval.spread import bootstrap_mean, mean_std
-        from elfctl.eval.text_metrics import bleu, rouge_per_sample
 
-        ext_refs = read_references(references) if references else None
-        bleus, rouges, cis = [], [], {}
-        for s in files:
-            hyps = s.texts
-            if ext_refs is not None:
-                refs = ext_refs
-                check_pairs(hyps, refs, s.path, references)
-            else:
-                refs = s.references
-                if not refs or any(r is None for r in refs):
-                    raise ConfigError(f"{s.path}: samples have no 'reference' fields; pass --references FILE")
-            if "bleu" in metrics:
-                bleus.append(bleu(hyps, refs))
-                if len(files) == 1:
-                    cis["bleu_ci95"] = _bleu_ci(list(hyps), list(refs), min(bootstrap, 1000), seed)
-            if "rouge" in metrics:
-                per = rouge_per_sample(hyps, refs)
-                rouges.append({k: sum(v) / max(len(v), 1) for k, v in per.items()})
-                if len(files) == 1:
-                    cis["rouge_ci95"] = {k: list(bootstrap_mean(v, resamples=bootstrap, seed=seed))
-                                         for k, v in per.items()}
-        if bleus:
-            out["bleu"] = mean_std(bleus)[0]
-            if len(bleus) > 1:
-                out["bleu_std_over_seeds"] = mean_std(bleus)[1]
-        if rouges:
-            out["rouge"] = {k: mean_std([r[k] for r in rouges])[0] for k in rouges[0]}
-            if len(rouges) > 1:
-                out["rouge_std_over_seeds"] = {k: mean_std([r[k] for r in rouges])[1] for k in rouges[0]}
-        out.update(cis)
-    if "diversity" in metrics:
-        from elfctl.eval.diversity import diversity
+def score_samples(samples, metrics: Union[str, Sequence[str]] = ("genppl", "entropy"), *,
+                  judge: Union[str, Judge] = OFFLINE_JUDGE, protocol="elf", judge_dtype: str = "float32",
+                  max_length: int = 1024, batch_size: int = 8, bootstrap: int = 1000, seed: int = 0,
+                  references: Optional[Path] = None, reference_text: Optional[Path] = None, run_cfg=None,
+                  baselines: bool = False, max_samples: Optional[int] = None, keep_per_sample: bool = True,
+                  device: Optional[str] = None) -> dict:
+    """Score one samples file (or one per seed) with the given metrics; see the module docstring.
 
-        per = [diversity(s.texts) for s in files]
-        if len(per) == 1:
-            out["diversity"] = per[0]
-        else:
-            from elfctl.eval.spread import mean_std
+    ``metrics`` is a list of names or the ``--metric`` text; with ``all``, BLEU/ROUGE are skipped (with a note
+    in ``notes``) when there are no references. ``device``: where the judge runs (default: load_judge's).
+    """
+    from elfctl.eval.protocol import Protocol, make_protocol
 
-            scalar = [k for k, v in per[0].items() if isinstance(v, (int, float))]
-            out["diversity"] = {k: mean_std([p[k] for p in per])[0] for k in scalar}
-            out["diversity_std_over_seeds"] = {k: mean_std([p[k] for p in per])[1] for k in scalar}
-            out["diversity_per_seed"] = per
+    names = parse_metrics(metrics if isinstance(metrics, str) else ",".join(metrics))
+    files = _load_files(samples, max_samples)
+    out: dict = {"inputs": [str(s.path) for s in files], "input_formats": [s.format for s in files],
+                 "header": files[0].header, "metrics": names, "notes": [], "rows": {}}
+    if "genppl" in names or "entropy" in names:
+        judge_name = judge.name if isinstance(judge, Judge) else str(judge)
+        proto = protocol if isinstance(protocol, Protocol) else make_protocol(
+            protocol, judge_name, judge_dtype=judge_dtype, max_length=max_length)
+        scorer = _load_scorer(judge, proto, genppl="genppl" in names, device=device, batch_size=batch_size,
+                              bootstrap=bootstrap, seed=seed, keep_per_sample=keep_per_sample)
+        _score_judge_rows(out, files, scorer, reference_text=reference_text, run_cfg=run_cfg, baselines=baselines)
+    if any(m in names for m in OVERLAP):
+        _score_overlap(out, files, names, references=references, optional=_asked_all(metrics),
+                       bootstrap=bootstrap, seed=seed, note=out["notes"].append)
+    if "diversity" in names:
+        _score_diversity(out, files)
     return out
 
 
@@ -230,7 +324,3 @@ def headline(results: dict) -> dict:
     if "bleu" in results:
         out["bleu"] = results["bleu"]
     return out
-
-
-def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and math.isfinite(v)
