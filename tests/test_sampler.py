@@ -37,8 +37,8 @@ class Stub(nn.Module):
         return out, logits
 
 
-def run(model, settings, *, B=2, L=3, C=2, seed=0, cond=None, prediction="x", trajectory=()):
-    s = EulerSampler(model, FlowPath(settings.noise_scale, settings.t_eps, prediction), settings)
+def run(model, settings, *, B=2, L=3, C=2, seed=0, cond=None, prediction="x", trajectory=(), t_eps=0.05):
+    s = EulerSampler(model, FlowPath(2.0, t_eps, prediction), settings)
     return s.sample(B, L, C, seed=seed, device=CPU, cond=cond, trajectory_steps=trajectory)
 
 
@@ -69,7 +69,7 @@ def test_two_ode_steps_by_hand():
 def test_t_eps_clamps_the_velocity_denominator():
     # 50 uniform steps: the last one starts at t = .98, where 1 − t = .02 < t_eps = .05
     stub = Stub(const=1.0)
-    s = SamplerSettings(steps=50, sampler="ode", time_grid="uniform", t_eps=0.05)
+    s = SamplerSettings(steps=50, sampler="ode", time_grid="uniform")
     res = run(stub, s)
     z_last = stub.calls[-2]["z"]  # the state the last denoise call saw (t = 0.98)
     expected = z_last + 0.02 * (1.0 - z_last) / 0.05
@@ -92,7 +92,7 @@ def test_sde_with_gamma_zero_equals_ode_exactly():
 def test_sde_step_by_hand():
     # 2 uniform steps, γ = 1: step 0 at t=0 has α = .5, t_b = 0, z_b = .5 z0 + .5·s·ε'; z1 = z_b + .5·(x̂ − z_b).
     stub = Stub(const=0.5)
-    run(stub, SamplerSettings(steps=2, sampler="sde", gamma=1.0, time_grid="uniform", noise_scale=2.0))
+    run(stub, SamplerSettings(steps=2, sampler="sde", gamma=1.0, time_grid="uniform"))
     gens = [torch.Generator().manual_seed(mix_seed(0, 1, j)) for j in range(2)]  # one stream per row
     z0 = 2.0 * torch.stack([torch.randn(3, 2, generator=g) for g in gens])
     eps = torch.stack([torch.randn(3, 2, generator=g) for g in gens])  # the churn noise comes next in each stream
@@ -268,9 +268,9 @@ def _tiny_elf():
 def test_same_seed_same_samples_different_seed_different():
     model = _tiny_elf()
     s = SamplerSettings(steps=4, sampler="sde", gamma=1.5)
-    a = sample(model, batch=3, length=6, settings=s, seed=5)
-    b = sample(model, batch=3, length=6, settings=s, seed=5)
-    c = sample(model, batch=3, length=6, settings=s, seed=6)
+    a = sample(model, batch=3, length=6, path=FlowPath(), settings=s, seed=5)
+    b = sample(model, batch=3, length=6, path=FlowPath(), settings=s, seed=5)
+    c = sample(model, batch=3, length=6, path=FlowPath(), settings=s, seed=6)
     assert a.token_ids.shape == (3, 6) and a.token_ids.max() < 11
     assert torch.equal(a.z, b.z) and torch.equal(a.token_ids, b.token_ids)
     assert not torch.equal(a.z, c.z) and not torch.equal(a.token_ids, c.token_ids)
@@ -279,7 +279,7 @@ def test_same_seed_same_samples_different_seed_different():
 def test_tiny_elf_with_cfg_and_condition():
     model = _tiny_elf()
     cond = Condition(torch.randn(2, 6, 8), torch.tensor([[1, 1, 0, 0, 0, 0]] * 2, dtype=torch.bool))
-    res = sample(model, batch=2, length=6, settings=SamplerSettings(steps=3, cfg=2.0, sampler="ode"), cond=cond)
+    res = sample(model, batch=2, length=6, path=FlowPath(), settings=SamplerSettings(steps=3, cfg=2.0, sampler="ode"), cond=cond)
     assert torch.equal(res.z[:, :2], cond.latents[:, :2]) and res.rows == 3 * 4 + 2
 
 
@@ -296,6 +296,6 @@ def test_trajectory_decodes_x_hat_at_requested_steps_and_is_not_in_nfe():
 def test_a_row_does_not_depend_on_its_batch_size():
     model = _tiny_elf()
     s = SamplerSettings(steps=3, sampler="sde", gamma=1.5)
-    a = sample(model, batch=2, length=5, settings=s, seed=9)
-    b = sample(model, batch=4, length=5, settings=s, seed=9)
+    a = sample(model, batch=2, length=5, path=FlowPath(), settings=s, seed=9)
+    b = sample(model, batch=4, length=5, path=FlowPath(), settings=s, seed=9)
     assert torch.allclose(a.z, b.z[:2], atol=1e-5) and torch.equal(a.token_ids, b.token_ids[:2])

@@ -146,8 +146,12 @@ def test_pickles_need_trust_and_other_architectures_are_refused(make_run, tmp_pa
     assert _lines(out)[0]["ema"] is None
     # weights of a 1-block network under a recipe of 2 blocks: one line naming the mismatch
     other = make_run("deeper", depth=2)
-    deep_ckpt = next((other / "checkpoints").iterdir())
-    (deep_ckpt / "ema.safetensors").write_bytes((ckpt / "ema.safetensors").read_bytes())
+    deep = next((other / "checkpoints").iterdir())
+    deep_ckpt = save_checkpoint(other, 6, model_state=load_file(str(deep / "model.safetensors")),
+                                ema_state=load_file(str(ckpt / "ema.safetensors")), train_state={},
+                                config_yaml=(other / "config.yaml").read_text(),
+                                meta={k: v for k, v in json.loads((deep / "meta.json").read_text()).items()
+                                      if k in ("latent_dim", "vocab_size")})
     capsys.readouterr()
     assert main(["sample", "--checkpoint", str(deep_ckpt)]) == 2
     assert "does not match this architecture" in _err_line(capsys)

@@ -1,10 +1,23 @@
 """A sampling job: resolve settings against the run's recipe, draw batches, write the samples JSONL.
 
+The Python entry other commands use (``elfctl ablate`` calls it in-process)::
+
+    for path, header in run_sampling(SampleRequest(ref=run_dir, settings={"steps": 32, "gamma": 1.5},
+                                                   seeds=[0], out=path), log=print):
+        ...
+
+``settings`` are ``sample.*`` overrides keyed by :func:`elfctl.sampling.settings.sample_keys`, validated exactly as
+recipe keys are.
+
 Output format (read by ``elfctl eval``): a header line
 ``{"type": "header", "checkpoint", "step", "run_dir", "recipe", "task", "sampler": {...}, "guidance": {...},
-"seed", "nfe", "rows_per_batch", "wall_time_s", "ema", "device", "kernels_backend", "num_samples"}`` then one line
-per sample ``{"type": "sample", "index", "text", "token_ids", "input"?, "reference"?, "prefix"?, "suffix"?,
-"trajectory"?}``. Each batch b is seeded by (seed, b), so a sample does not depend on the batches before it.
+"seed", "nfe", "rows_per_batch", "wall_time_s", "ema", "device", "precision", "compile", "kernels_backend",
+"num_samples"}`` then one line per sample ``{"type": "sample", "index", "text", "token_ids", "input"?, "reference"?,
+"prefix"?, "suffix"?, "trajectory"?}``. Each batch b is seeded by (seed, b), so a sample does not depend on the
+batches before it.
+
+While a seed is drawn, finished batches are appended to ``<out>.partial`` (its header says ``"partial": true``); the
+complete file replaces it atomically at the end. An interrupted or failed job keeps the partial file and says so.
 """
 
 from __future__ import annotations
@@ -13,84 +26,212 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 
+from elfctl.atomic import atomic_write_jsonl
+from elfctl.config import SampleConfig
 from elfctl.errors import ConfigError
-from elfctl.flow import FlowPath
-from elfctl.sampling.sampler import EulerSampler, SamplerSettings, mix_seed
+from elfctl.sampling import settings as sample_settings
+
+Log = Callable[[str], None]
 
 
 @dataclass
 class SampleRequest:
-    ref: Optional[Path] = None
+    ref: Optional[Path] = None                      # run dir, checkpoint dir or file; None: the newest run
+    settings: dict[str, Any] = field(default_factory=dict)  # sample.* overrides keyed by SampleConfig field names
+    seeds: list[int] = field(default_factory=list)  # one output file per seed; empty: sample.seed
+    out: Optional[str | Path] = None                # a file, or a directory (existing or ending in '/')
     runs_dir: Path = Path("runs")
-    steps: Optional[int] = None
-    sampler: Optional[str] = None
-    gamma: Optional[float] = None
-    sc_cfg: Optional[float] = None
-    cfg: Optional[float] = None
-    time_grid: Optional[str] = None
-    num_samples: Optional[int] = None
-    batch_size: Optional[int] = None
-    seeds: list[int] = field(default_factory=list)
-    out: Optional[Path] = None
     input_file: Optional[Path] = None
     prompt: Optional[str] = None
     prefix: Optional[str] = None
     suffix: Optional[str] = None
     infill_length: Optional[int] = None
     trajectory: list[int] = field(default_factory=list)
-    ema: Optional[bool] = None          # None: the recipe's sample.ema
     trust_pickle: bool = False
     truncate: bool = False
     device: str = "auto"
+    flag_names: bool = False                        # messages name settings by flag (--gamma), not key (sample.gamma)
 
 
-def validate(req: SampleRequest) -> None:
-    """Reject bad flags before anything loads (exit 2, one line each)."""
-    if req.steps is not None and req.steps < 1:
-        raise ConfigError(f"--steps: {req.steps} is out of range; must be >= 1")
-    if req.sampler is not None and req.sampler not in ("ode", "sde"):
-        raise ConfigError(f"--sampler: {req.sampler!r} is not valid; choose ode or sde")
-    if req.time_grid is not None and req.time_grid not in ("uniform", "logit_normal"):
-        raise ConfigError(f"--time-grid: {req.time_grid!r} is not valid; choose uniform or logit_normal")
-    for name, v in (("--gamma", req.gamma), ("--cfg", req.cfg), ("--sc-cfg", req.sc_cfg)):
-        if v is not None and v < 0:
-            raise ConfigError(f"{name}: {v} is out of range; must be >= 0")
-    for name, v in (("--num-samples", req.num_samples), ("--batch-size", req.batch_size)):
-        if v is not None and v < 1:
-            raise ConfigError(f"{name}: {v} is out of range; must be >= 1")
+@dataclass
+class _Job:
+    """Everything resolved before the first draw."""
+
+    req: SampleRequest
+    loaded: Any
+    sample: SampleConfig
+    guidance: dict
+    sampler: Any
+    device: torch.device
+    inputs: list[dict]
+    num: int
+    outputs: dict[int, Path]
+    run_dir: Path
+    backend: str
+    warn: Log
+
+    @property
+    def conditional(self) -> bool:
+        return self.loaded.cfg.data.task == "conditional"
 
 
-def resolve_settings(req: SampleRequest, cfg) -> tuple[SamplerSettings, dict]:
-    """Flags over the recipe's ``sample.*``; returns the settings and the guidance record of the header."""
-    s = cfg.sample
+def run_sampling(req: SampleRequest, log: Log = print, warn: Optional[Log] = None) -> Iterator[tuple[Path, dict]]:
+    """Yield (output path, header) per seed; settings not overridden take the recipe's ``sample.*`` value."""
+    warn = warn or (lambda m: log(f"warning: {m}"))
+    overrides = check_request(req)
+    device = _pick_device(req.device)
+    loaded = _load(req, overrides, device)
+    job = _plan(req, loaded, overrides, device, log, warn)
+    for seed, out in job.outputs.items():
+        yield _draw_seed(job, seed, out, log)
+
+
+# ------------------------------------------------------------------------------------------------ before loading
+def check_request(req: SampleRequest) -> dict[str, Any]:
+    """Everything that can be checked before a model loads (exit 2, one line); returns the checked overrides."""
+    overrides = sample_settings.check_overrides(req.settings, flags=req.flag_names)
+    seed_name = sample_settings.label("seed", req.flag_names)
+    if "seed" in overrides and req.seeds:
+        raise ConfigError(f"{seed_name} and --seeds both given; give one (--seeds for one file per seed)")
+    dup = sorted({s for s in req.seeds if req.seeds.count(s) > 1})
+    if dup:
+        raise ConfigError(f"--seeds: {', '.join(map(str, dup))} given more than once; each seed makes one file")
+    if req.infill_length is not None and not (req.prefix or req.suffix):
+        raise ConfigError("--infill-length: sets the generated length between --prefix and --suffix; give one of "
+                          "them, or drop --infill-length")
+    if (req.prefix or req.suffix) and (req.prompt or req.input_file):
+        raise ConfigError("--prefix/--suffix (infilling) and --prompt/--input (conditioning) do not combine")
+    if req.prompt and req.input_file:
+        raise ConfigError("give either --prompt or --input, not both")
+    if req.input_file is not None and not Path(req.input_file).is_file():
+        raise ConfigError(f"--input: file not found: {req.input_file}")
+    if req.ref is not None and not Path(req.ref).exists() and not _hub_id(req.ref):
+        raise ConfigError(f"run or checkpoint not found: {req.ref} (looked at {Path(req.ref).resolve()})")
+    check_out(req.out)
+    return overrides
+
+
+def _hub_id(ref) -> bool:
+    """An authors' hub repo id (org/name[/sub]): load_for_sampling imports it into the cache."""
+    from elfctl.authors.source import looks_like_hub_id
+
+    return looks_like_hub_id(str(ref))
+
+
+def _out_is_dir(out: str | Path) -> bool:
+    return str(out).endswith(("/", os.sep)) or Path(out).is_dir()
+
+
+def check_out(out: Optional[str | Path]) -> None:
+    """``--out`` can be written: its nearest existing folder is a writable directory, and it is not a folder's name
+    used as a file. (A directory, or a path ending in '/', means the default file name inside it.)"""
+    if out is None:
+        return
+    path = Path(out)
+    if not _out_is_dir(out) and path.exists() and not path.is_file():
+        raise ConfigError(f"--out: {path} exists and is not a regular file")
+    folder = path if _out_is_dir(out) else path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ConfigError(f"--out: {folder} is a file, so {path} cannot be created under it")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out: cannot write in {folder} (permission denied)")
+
+
+def _pick_device(spec: str) -> torch.device:
+    from elfctl.train.distributed import pick_device
+
+    return pick_device(spec, what="--device")
+
+
+def _load(req: SampleRequest, overrides: dict, device: torch.device):
+    from elfctl.sampling.loading import load_for_sampling
+
+    return load_for_sampling(req.ref, runs_root=req.runs_dir, ema=overrides.get("ema"), device=device,
+                             trust_pickle=req.trust_pickle)
+
+
+# ------------------------------------------------------------------------------------------------ planning
+def _plan(req: SampleRequest, loaded, overrides: dict, device: torch.device, log: Log, warn: Log) -> _Job:
+    from elfctl import kernels
+
+    cfg = loaded.cfg
     conditional = cfg.data.task == "conditional"
-    sc_cfg = s.sc_cfg if req.sc_cfg is None else req.sc_cfg
-    cfg_scale = s.cfg if req.cfg is None else req.cfg
-    applies_to = "condition" if conditional else "self-conditioning"
-    if not conditional and req.cfg is not None:
-        # An unconditional model's only condition is its own self-conditioning: --cfg is the SC-CFG scale.
-        if req.sc_cfg is not None and req.sc_cfg != req.cfg:
-            raise ConfigError(f"--cfg {req.cfg} and --sc-cfg {req.sc_cfg} set the same guidance of this "
-                              f"unconditional model (its self-conditioning) to different values; give one")
-        sc_cfg, cfg_scale = req.cfg, 1.0
-    settings = SamplerSettings(
-        steps=s.steps if req.steps is None else req.steps, sampler=s.sampler if req.sampler is None else req.sampler,
-        gamma=s.gamma if req.gamma is None else req.gamma, time_grid=s.time_grid if req.time_grid is None
-        else req.time_grid, cfg=cfg_scale, sc_cfg=sc_cfg, noise_scale=cfg.objective.noise_scale,
-        t_eps=cfg.objective.t_eps, p_mean=cfg.objective.p_mean, p_std=cfg.objective.p_std)
-    guidance = {"cfg": cfg_scale, "sc_cfg": sc_cfg, "cfg_applies_to": applies_to,
-                "cfg_flag_set": "sc_cfg" if (not conditional and req.cfg is not None) else
-                ("cfg" if req.cfg is not None else None)}
-    return settings, guidance
+    sample, guidance = sample_settings.resolve(cfg.sample, overrides, conditional=conditional,
+                                               flags=req.flag_names)
+    bad = [k for k in req.trajectory if not 0 <= k < sample.steps]
+    if bad:
+        raise ConfigError(f"--trajectory: step {bad[0]} is out of range; steps are 0..{sample.steps - 1}")
+    _check_task_flags(req, conditional)
+    inputs, num = _inputs(req, loaded, sample, "num_samples" in overrides, log, warn)
+    run_dir = loaded.checkpoint.parent.parent if loaded.checkpoint.is_dir() else loaded.checkpoint.parent
+    seeds = req.seeds or [sample.seed]
+    outputs = {s: output_path(req.out, run_dir, sample, s, many=len(seeds) > 1) for s in seeds}
+    return _Job(req, loaded, sample, guidance, _build_sampler(loaded, sample, device), device, inputs, num, outputs,
+                run_dir, kernels.resolve_backend(torch.empty(0, device=device)), warn)
 
 
-def _read_inputs(path: Path) -> list[dict]:
+def _check_task_flags(req: SampleRequest, conditional: bool) -> None:
+    if conditional and (req.prefix or req.suffix):
+        raise ConfigError("--prefix/--suffix infill unconditional models; this model is conditional: use --prompt "
+                          "or --input")
+    if not conditional and (req.prompt or req.input_file):
+        raise ConfigError("--prompt/--input condition a conditional model; this model is unconditional (try "
+                          "--prefix/--suffix to pin text)")
+
+
+def _build_sampler(loaded, sample: SampleConfig, device: torch.device):
+    from elfctl.flow import FlowPath
+    from elfctl.sampling.precision import enable_tf32
+    from elfctl.sampling.sampler import EulerSampler, SamplerSettings
+
+    enable_tf32(device)
+    model = torch.compile(loaded.model) if sample.compile else loaded.model
+    return EulerSampler(model, FlowPath.from_config(loaded.cfg), SamplerSettings.from_config(loaded.cfg, sample))
+
+
+def _inputs(req: SampleRequest, loaded, sample: SampleConfig, num_given: bool, log: Log,
+            warn: Log) -> tuple[list[dict], int]:
+    """The conditions of a conditional model (one per sample) and the number of samples."""
+    cfg = loaded.cfg
+    if cfg.data.task != "conditional":
+        return [], sample.num_samples
+    if req.prompt:
+        return [{"input": req.prompt}] * sample.num_samples, sample.num_samples
+    if req.input_file:
+        inputs, what = read_inputs(Path(req.input_file)), f"--input {req.input_file}"
+    else:
+        inputs, what = _held_out_inputs(loaded, sample.num_samples, log), "the held-out split"
+        num_given = True
+    if num_given and sample.num_samples != len(inputs):
+        warn(f"{sample.num_samples} samples asked for, but {what} has {len(inputs)} inputs: drawing "
+             f"{min(sample.num_samples, len(inputs))}, one per input")
+    return inputs, min(sample.num_samples, len(inputs)) if num_given else len(inputs)
+
+
+def _held_out_inputs(loaded, n: int, log: Log) -> list[dict]:
+    """The first n held-out examples; conditions longer than the model's room are cut exactly as training cut them."""
+    from elfctl.data.dataset import reference_texts
+    from elfctl.data.tokenize import token_ids
+    from elfctl.sampling.conditioning import condition_room
+
+    cfg = loaded.cfg
+    inputs = [{"input": r["input"], "reference": r["output"], "truncate": True} for r in reference_texts(cfg, n=n)]
+    room = condition_room(cfg.data)
+    cut = sum(len(token_ids(loaded.tokenizer, r["input"])) > room for r in inputs)
+    log(f"no --prompt/--input: conditioning on {len(inputs)} held-out inputs of {cfg.data.dataset}"
+        + (f" ({cut} cut to {room} tokens, as in training)" if cut else ""))
+    return inputs
+
+
+def read_inputs(path: Path) -> list[dict]:
     from elfctl.data.text_sources import read_jsonl
 
     rows = read_jsonl(path, ("input",))
@@ -101,133 +242,150 @@ def _read_inputs(path: Path) -> list[dict]:
     return rows
 
 
-def run_sampling(req: SampleRequest, log: Callable[[str], None] = print,
-                 warn: Optional[Callable[[str], None]] = None) -> Iterator[tuple[Path, dict]]:
-    """Yield (output path, header) per seed; every flag left None takes the recipe's ``sample.*`` value."""
-    from elfctl import kernels
-    from elfctl.data.tokenize import decode_ids
-    from elfctl.sampling.conditioning import infill_condition, infill_text_ids, prompt_condition
-    from elfctl.sampling.loading import load_for_sampling
-    from elfctl.train.distributed import pick_device
+def output_path(out: Optional[str | Path], run_dir: Path, sample: SampleConfig, seed: int, *, many: bool) -> Path:
+    """Where a seed's samples go: ``out`` (``-s<seed>`` added when several seeds share it), or the default name
+    ``<sampler>-<steps>-s<seed>-<time>.jsonl`` in ``out`` when it is a directory, else in ``<run>/samples``."""
+    if out is None or _out_is_dir(out):
+        folder = run_dir / "samples" if out is None else Path(out)
+        return folder / f"{sample.sampler}-{sample.steps}-s{seed}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+    out = Path(out)
+    return out.with_name(f"{out.stem}-s{seed}{out.suffix}") if many else out
 
-    validate(req)
-    if req.ref is not None and not Path(req.ref).exists():
-        raise ConfigError(f"run or checkpoint not found: {req.ref} (looked at {Path(req.ref).resolve()})")
-    warn = warn or log
-    device = pick_device(req.device)
-    loaded = load_for_sampling(req.ref, runs_root=req.runs_dir, ema=req.ema, device=device,
-                               trust_pickle=req.trust_pickle)
-    ema = loaded.ema
-    cfg, model, tok = loaded.cfg, loaded.model, loaded.tokenizer
-    settings, guidance = resolve_settings(req, cfg)
-    bad = [k for k in req.trajectory if not 0 <= k < settings.steps]
-    if bad:
-        raise ConfigError(f"--trajectory: step {bad[0]} is out of range; steps are 0..{settings.steps - 1}")
-    conditional = cfg.data.task == "conditional"
-    if conditional and (req.prefix or req.suffix):
-        raise ConfigError("--prefix/--suffix infill unconditional models; this model is conditional: use --prompt "
-                          "or --input")
-    if not conditional and (req.prompt or req.input_file):
-        raise ConfigError("--prompt/--input condition a conditional model; this model is unconditional (try "
-                          "--prefix/--suffix to pin text)")
-    inputs: list[dict] = []
-    if conditional:
-        if req.prompt:
-            inputs = [{"input": req.prompt}]
-        elif req.input_file:
-            inputs = _read_inputs(req.input_file)
-        else:  # held-out examples of the run's own data
-            from elfctl.data.dataset import reference_texts
 
-            n = req.num_samples or cfg.sample.num_samples
-            inputs = [{"input": r["input"], "reference": r["output"]} for r in reference_texts(cfg, n=n)]
-            log(f"no --prompt/--input: conditioning on {len(inputs)} held-out inputs of {cfg.data.dataset}")
-    num = req.num_samples or (len(inputs) if inputs else cfg.sample.num_samples)
-    if inputs and req.prompt:
-        inputs = inputs * num
-    num = min(num, len(inputs)) if inputs else num
-    bs = req.batch_size or cfg.sample.batch_size
-    L = cfg.data.max_length
-    path = FlowPath(cfg.objective.noise_scale, cfg.objective.t_eps, cfg.model.prediction)
-    backend = kernels.resolve_backend(torch.empty(0, device=device))
-    run_dir = loaded.checkpoint.parent.parent if loaded.checkpoint.is_dir() else loaded.checkpoint.parent
+# ------------------------------------------------------------------------------------------------ drawing
+def _draw_seed(job: _Job, seed: int, out: Path, log: Log) -> tuple[Path, dict]:
+    """Draw every batch of one seed, appending finished batches to ``<out>.partial``; then write ``out``."""
+    from elfctl.sampling.sampler import mix_seed
 
-    for seed in req.seeds or [cfg.sample.seed]:
-        sampler = EulerSampler(model, path, settings)
-        records, t0, nfe, rows, traj_passes = [], time.perf_counter(), 0, 0, 0
-        progress = _Progress(num, tty=sys.stdout.isatty(), label=f"seed {seed}")
-        for b, start in enumerate(range(0, num, bs)):
-            n = min(bs, num - start)
-            cond, layout, batch_inputs = None, None, inputs[start:start + n]
-            if conditional:
-                cond = prompt_condition([r["input"] for r in batch_inputs], tok, loaded.encoder, cfg.data, device,
-                                        truncate=req.truncate, warn=lambda m: warn(f"warning: {m}"))
-            elif req.prefix or req.suffix:
-                cond, layout = infill_condition(req.prefix or "", req.suffix or "", n, tok, loaded.encoder, cfg.data,
-                                                device, req.infill_length)
+    bs, records, stats = job.sample.batch_size, [], {"nfe": 0, "rows": 0, "traj": 0}
+    header = _header(job, seed)
+    partial = PartialFile(out, header)
+    progress = _Progress(job.num, tty=sys.stdout.isatty(), label=f"seed {seed}")
+    t0 = time.perf_counter()
+    try:
+        for b, start in enumerate(range(0, job.num, bs)):
+            n = min(bs, job.num - start)
+            batch_inputs = job.inputs[start:start + n]
+            cond, layout = _condition(job, n, batch_inputs)
             # each batch has its own stream from (seed, b): a sample does not depend on the batches before it
-            res = sampler.sample(n, L, model.latent_dim, seed=mix_seed(seed, b), device=device, cond=cond,
-                                 trajectory_steps=req.trajectory)
-            nfe, rows, traj_passes = res.nfe, max(rows, res.rows), res.trajectory_passes
-            for j in range(n):
-                ids = res.token_ids[j].tolist()
-                rec = {"type": "sample", "index": start + j}
-                if conditional:
-                    n_cond = int(cond.mask[j].sum())
-                    rec["text"] = decode_ids(tok, ids[n_cond:])
-                    rec["input"] = batch_inputs[j]["input"]
-                    if "reference" in batch_inputs[j]:
-                        rec["reference"] = batch_inputs[j]["reference"]
-                    ids = ids[n_cond:]
-                elif layout is not None:
-                    mid, full = infill_text_ids(ids, layout, _eos(tok))
-                    rec["middle"] = decode_ids(tok, mid)
-                    rec["text"] = decode_ids(tok, full)
-                    rec["prefix"], rec["suffix"] = req.prefix or "", req.suffix or ""
-                else:
-                    rec["text"] = decode_ids(tok, ids)
-                rec["token_ids"] = ids
-                if res.trajectory:
-                    rec["trajectory"] = [{"step": k, "text": decode_ids(tok, t[j].tolist())} for k, t in res.trajectory]
-                records.append(rec)
+            res = job.sampler.sample(n, job.loaded.cfg.data.max_length, job.loaded.model.latent_dim,
+                                     seed=mix_seed(seed, b), device=job.device, cond=cond,
+                                     trajectory_steps=job.req.trajectory)
+            stats.update(nfe=res.nfe, rows=max(stats["rows"], res.rows), traj=res.trajectory_passes)
+            batch = _records(job, res, start, batch_inputs, cond, layout)
+            partial.append(batch)
+            records += batch
             progress.update(start + n, log)
+    except BaseException:
         progress.close()
-        wall = time.perf_counter() - t0
-        header = {"type": "header", "checkpoint": str(loaded.checkpoint), "step": loaded.meta.get("step"),
-                  "run_dir": str(run_dir), "recipe": cfg.name, "task": cfg.data.task,
-                  "sampler": {k: v for k, v in asdict(settings).items()
-                              if k in ("steps", "sampler", "gamma", "time_grid", "cfg", "sc_cfg")},
-                  "guidance": guidance, "seed": seed, "nfe": nfe + traj_passes,
-                  "nfe_breakdown": {"denoise": nfe - 1, "decode": 1, "trajectory": traj_passes,
-                                    "rows_per_denoise": 2 if (settings.cfg != 1.0 and conditional) else 1},
-                  "rows_per_batch": rows, "wall_time_s": wall, "ema": ema, "device": str(device),
-                  "kernels_backend": backend, "num_samples": len(records),
-                  "tokenizer": cfg.encoder.tokenizer or cfg.encoder.source}
-        out = req.out
-        if out is None:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            out = run_dir / "samples" / f"{settings.sampler}-{settings.steps}-s{seed}-{stamp}.jsonl"
-        elif len(req.seeds) > 1:
-            out = out.with_name(f"{out.stem}-s{seed}{out.suffix}")
-        write_jsonl_atomic(Path(out), [header, *records])
-        yield Path(out), header
+        partial.keep_or_drop(log)
+        raise
+    progress.close()
+    header = _header(job, seed, stats=stats, wall=time.perf_counter() - t0, num=len(records))
+    atomic_write_jsonl(out, [header, *records])
+    partial.drop()
+    return out, header
 
 
-def _eos(tok) -> int:
-    from elfctl.data.tokenize import eos_id
+def _condition(job: _Job, n: int, batch_inputs: list[dict]):
+    """(Condition or None, infill layout or None) of one batch."""
+    from elfctl.sampling.conditioning import infill_condition, prompt_condition
 
-    return eos_id(tok)
+    req, loaded = job.req, job.loaded
+    if job.conditional:
+        cut = req.truncate or any(r.get("truncate") for r in batch_inputs)
+        cond = prompt_condition([r["input"] for r in batch_inputs], loaded.tokenizer, loaded.encoder,
+                                loaded.cfg.data, job.device, truncate=cut,
+                                warn=job.warn if req.truncate else (lambda m: None))  # held-out: said once
+        return cond, None
+    if req.prefix or req.suffix:
+        return infill_condition(req.prefix or "", req.suffix or "", n, loaded.tokenizer, loaded.encoder,
+                                loaded.cfg.data, job.device, req.infill_length)
+    return None, None
 
 
-def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def _records(job: _Job, res, start: int, batch_inputs: list[dict], cond, layout) -> list[dict]:
+    """One JSON record per row; ids, masks and trajectories cross to the CPU once per batch, not per row."""
+    from elfctl.data.tokenize import decode_ids, eos_id
+    from elfctl.sampling.conditioning import infill_text_ids
+
+    tok, req = job.loaded.tokenizer, job.req
+    all_ids = res.token_ids.cpu().tolist()
+    n_cond = cond.mask.sum(dim=1).cpu().tolist() if job.conditional else None
+    traj = [(k, t.cpu().tolist()) for k, t in res.trajectory]
+    out = []
+    for j, ids in enumerate(all_ids):
+        rec = {"type": "sample", "index": start + j}
+        if job.conditional:
+            ids = ids[n_cond[j]:]
+            rec["text"], rec["input"] = decode_ids(tok, ids), batch_inputs[j]["input"]
+            if "reference" in batch_inputs[j]:
+                rec["reference"] = batch_inputs[j]["reference"]
+        elif layout is not None:
+            mid, full = infill_text_ids(ids, layout, eos_id(tok))
+            rec["middle"], rec["text"] = decode_ids(tok, mid), decode_ids(tok, full)
+            rec["prefix"], rec["suffix"] = req.prefix or "", req.suffix or ""
+        else:
+            rec["text"] = decode_ids(tok, ids)
+        rec["token_ids"] = ids
+        if traj:
+            rec["trajectory"] = [{"step": k, "text": decode_ids(tok, t[j])} for k, t in traj]
+        out.append(rec)
+    return out
+
+
+def _header(job: _Job, seed: int, *, stats: Optional[dict] = None, wall: Optional[float] = None,
+            num: Optional[int] = None) -> dict:
+    """The samples header; without ``stats`` (the partial file's) it says ``"partial": true``."""
+    from elfctl.sampling.precision import precision_label
+
+    loaded, s = job.loaded, job.sample
+    header = {"type": "header", "checkpoint": str(loaded.checkpoint), "step": loaded.meta.get("step"),
+              "run_dir": str(job.run_dir), "recipe": loaded.cfg.name, "task": loaded.cfg.data.task,
+              "sampler": sample_settings.header_record(s), "guidance": job.guidance, "seed": seed}
+    if stats is None:
+        header["partial"] = True
+    else:
+        header.update({"nfe": stats["nfe"] + stats["traj"],
+                       "nfe_breakdown": {"denoise": stats["nfe"] - 1, "decode": 1, "trajectory": stats["traj"],
+                                         "rows_per_denoise": 2 if (s.cfg != 1.0 and job.conditional) else 1},
+                       "rows_per_batch": stats["rows"], "wall_time_s": wall})
+    header.update({"ema": loaded.ema, "device": str(job.device), "precision": precision_label(job.device, s.bf16),
+                   "compile": s.compile, "kernels_backend": job.backend, "num_samples": num,
+                   "tokenizer": loaded.cfg.encoder.tokenizer or loaded.cfg.encoder.source})
+    return header
+
+
+class PartialFile:
+    """``<out>.partial``: the header, then each finished batch appended and flushed, so an interruption keeps them."""
+
+    def __init__(self, out: Path, header: dict):
+        self.path, self.count = out.with_name(out.name + ".partial"), 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.f = open(self.path, "w", encoding="utf-8")
+        self._write([header])
+
+    def _write(self, rows: list[dict]) -> None:
+        self.f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        self.f.flush()
+        os.fsync(self.f.fileno())
+
+    def append(self, rows: list[dict]) -> None:
+        self._write(rows)
+        self.count += len(rows)
+
+    def drop(self) -> None:
+        self.f.close()
+        self.path.unlink(missing_ok=True)
+
+    def keep_or_drop(self, log: Log) -> None:
+        """After a failure or Ctrl-C: keep the samples drawn so far (one line says where), or remove an empty file."""
+        if self.count == 0:
+            self.drop()
+            return
+        self.f.close()
+        log(f"kept the {self.count} samples drawn before the stop in {self.path} (a header marked partial, then "
+            f"the samples)")
 
 
 class _Progress:
@@ -254,3 +412,4 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+            self.bar = None

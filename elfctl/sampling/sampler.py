@@ -17,14 +17,21 @@ z and in the self-conditioning input) in ONE forward of 2B rows and combines x̂
 skips the unconditional rows. Condition positions are pinned to the clean condition latents throughout.
 
 Randomness: everything comes from one integer seed, split by :func:`mix_seed` into independent streams: the
-time grid (one per draw), and per ROW the starting noise and the churn noise (a generator per row on the
-reference backend; on the Triton backend a Philox key per draw whose counter for row j, step i starts at
-i·2^40 + j·L·C). So a row's noise does not depend on how many rows share its batch, and on the CPU the result is
-bit-reproducible for a seed.
+time grid (one per draw), and per ROW the starting noise and the churn noise (:class:`~elfctl.sampling.noise.RowNoise`:
+a generator per row on the CPU, a counter-based stream drawn for all rows at once on CUDA; on the Triton backend a
+Philox key per draw whose counter for row j, step i starts at i·2^40 + j·L·C). So a row's noise does not depend on
+how many rows share its batch, and on the CPU the result is bit-reproducible for a seed.
+
+Numerics: on CUDA the network runs under bf16 autocast when ``sample.bf16`` (its input projections and heads stay
+fp32), and the decode head's logits are made for at most ``decode_logit_bytes`` worth of rows at a time (argmax per
+chunk), so B·L·V fp32 logits never exist at once. A state that turns non-finite stops the draw with one line naming
+the step (:class:`~elfctl.errors.ElfRuntimeError`) instead of decoding NaNs to token 0.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from dataclasses import dataclass, field, replace
 from typing import Optional, Sequence
 
@@ -32,64 +39,30 @@ import torch
 import torch.nn as nn
 
 from elfctl import kernels
+from elfctl.config import ObjectiveConfig, SampleConfig
+from elfctl.errors import ElfRuntimeError
 from elfctl.flow import FlowPath, keep_condition, time_grid
+from elfctl.sampling.noise import RowNoise, mix_seed
 
-_MASK64 = (1 << 64) - 1
 _STEP_STRIDE = 1 << 40  # Philox counters per step: rows never overlap the next step's
+DECODE_LOGIT_BYTES = 1 << 30  # fp32 logits alive at once in decode (B·L·V·4 bytes would be 33.7 GB at B 256, L 1024)
+
+__all__ = ["Condition", "EulerSampler", "SampleResult", "SampleState", "SamplerSettings", "mix_seed", "sample"]
 
 
-def mix_seed(*parts: int) -> int:
-    """A 63-bit seed from integers (splitmix64 chain): (seed, batch) pairs never collide the way seed·K + b can."""
-    h = 0x9E3779B97F4A7C15
-    for p in parts:
-        h = (h ^ (int(p) & _MASK64)) & _MASK64
-        h = (h + 0x9E3779B97F4A7C15) & _MASK64
-        h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-        h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & _MASK64
-        h ^= h >> 31
-    return h >> 1
+@dataclass
+class SamplerSettings(SampleConfig):
+    """What the sampler runs with: the resolved ``sample`` section (its one definition, defaults included) plus the
+    logit-normal grid's P_mean / P_std, which are the training objective's."""
 
+    p_mean: float = ObjectiveConfig.p_mean
+    p_std: float = ObjectiveConfig.p_std
 
-_POOL = None
-
-
-def _row_randn(shape, generators: list, device) -> torch.Tensor:
-    """fp32 N(0, 1) of ``shape`` (B, ...), row j drawn from ``generators[j]``.
-
-    On the CPU, torch draws normals on one thread; rows have their own generators, so large draws are split over
-    torch's intra-op thread count (same numbers, about half the time on two cores).
-    """
-    global _POOL
-    out = torch.empty(shape, device=device, dtype=torch.float32)
-
-    def draw(rows: range) -> None:
-        for j in rows:
-            torch.randn(out[j].shape, generator=generators[j], device=device, dtype=torch.float32, out=out[j])
-
-    workers = min(torch.get_num_threads(), len(generators))
-    if torch.device(device).type != "cpu" or workers < 2 or out.numel() < (1 << 16):
-        draw(range(len(generators)))
-        return out
-    if _POOL is None or _POOL._max_workers < workers:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL = ThreadPoolExecutor(workers, thread_name_prefix="elf-noise")
-    list(_POOL.map(draw, [range(k, len(generators), workers) for k in range(workers)]))
-    return out
-
-
-@dataclass(frozen=True)
-class SamplerSettings:
-    steps: int = 32
-    sampler: str = "sde"          # ode | sde
-    gamma: float = 1.5            # SDE churn; 0 = ODE
-    time_grid: str = "logit_normal"
-    cfg: float = 1.0              # CFG scale of a conditional model's condition (1 = none)
-    sc_cfg: float = 3.0           # SC-CFG scale fed to the SC-CFG tokens
-    noise_scale: float = 2.0      # s: z_0 = s·ε
-    t_eps: float = 0.05
-    p_mean: float = -1.5          # logit-normal grid: the training P_mean / P_std
-    p_std: float = 0.8
+    @classmethod
+    def from_config(cls, cfg, sample: Optional[SampleConfig] = None) -> "SamplerSettings":
+        """From a recipe: ``sample`` (a resolved section) or the recipe's own, and its objective's grid constants."""
+        sample = cfg.sample if sample is None else sample
+        return cls(**dataclasses.asdict(sample), p_mean=cfg.objective.p_mean, p_std=cfg.objective.p_std)
 
 
 @dataclass
@@ -113,11 +86,12 @@ class SampleState:
     x_prev: torch.Tensor                     # (B, L, C) previous x̂: the next step's self-conditioning input
     index: int = 0                           # steps taken
     cond: Optional[Condition] = None
-    generators: list = field(default_factory=list)  # one per row: noise on the reference backend (z's device)
+    noise: Optional[RowNoise] = None         # the rows' noise streams on the reference backend
     philox_seed: int = 0                     # churn noise key on the Triton backend
     backend: str = "torch"                   # resolved kernel backend for z
     nfe: int = 0                             # network forward passes so far
     rows: int = 0                            # rows through the network so far (a 2B CFG pass counts 2B)
+    finite: list = field(default_factory=list)  # per step: a 0-d bool tensor, z finite after it (no sync)
 
 
 @dataclass
@@ -140,13 +114,18 @@ class SampleResult:
 
 
 class EulerSampler:
-    """Euler ODE / churned-Euler SDE sampler of ELF; ``sampler="ode"`` (or γ = 0) takes the exact ODE step."""
+    """Euler ODE / churned-Euler SDE sampler of ELF; ``sampler="ode"`` (or γ = 0) takes the exact ODE step.
 
-    def __init__(self, model: nn.Module, path: FlowPath, settings: SamplerSettings, *, backend: Optional[str] = None):
+    ``path`` (:meth:`FlowPath.from_config`) says what the network predicts and carries the noise scale and t_eps.
+    """
+
+    def __init__(self, model: nn.Module, path: FlowPath, settings: SamplerSettings, *, backend: Optional[str] = None,
+                 decode_logit_bytes: int = DECODE_LOGIT_BYTES):
         self.model = model
         self.path = path
         self.s = settings
         self.backend = backend  # None: $ELFCTL_KERNELS (auto)
+        self.decode_logit_bytes = decode_logit_bytes
 
     # ---------------------------------------------------------------- contract
     def grid(self, generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -157,12 +136,12 @@ class EulerSampler:
     def init(self, batch_size: int, length: int, latent_dim: int, *, seed: int, device: torch.device,
              cond: Optional[Condition] = None) -> SampleState:
         """z = s·ε, x_prev = 0, both with the condition pinned."""
-        gens = [torch.Generator(device=device).manual_seed(mix_seed(seed, 1, j)) for j in range(batch_size)]
-        eps = _row_randn((batch_size, length, latent_dim), gens, device)
+        noise = RowNoise(seed, batch_size, device)
+        eps = noise.draw((batch_size, length, latent_dim))
         c_lat, c_mask = (cond.latents, cond.mask) if cond is not None else (None, None)
-        z = keep_condition(self.s.noise_scale * eps, c_lat, c_mask)
+        z = keep_condition(self.path.noise_scale * eps, c_lat, c_mask)
         x_prev = keep_condition(torch.zeros_like(eps), c_lat, c_mask)
-        return SampleState(z, x_prev, cond=cond, generators=gens, philox_seed=mix_seed(seed, 2),
+        return SampleState(z, x_prev, cond=cond, noise=noise, philox_seed=mix_seed(seed, 2),
                            backend=kernels.resolve_backend(z, self.backend))
 
     def step(self, state: SampleState, t: float, t_next: float, *, last: bool = False) -> SampleState:
@@ -173,30 +152,46 @@ class EulerSampler:
             alpha = min(max(1.0 - self.s.gamma * (t_next - t), 0.0), 1.0)
             noise = None
             if state.backend != "triton":  # explicit, seeded noise: reproducible on every device
-                noise = _row_randn(z.shape, state.generators, z.device)
-            z = kernels.sde_noise_inject(z, alpha=alpha, noise_scale=self.s.noise_scale, seed=state.philox_seed,
+                noise = state.noise.draw(z.shape)
+            z = kernels.sde_noise_inject(z, alpha=alpha, noise_scale=self.path.noise_scale, seed=state.philox_seed,
                                          offset=state.index * _STEP_STRIDE, cond_latents=c_lat, cond_mask=c_mask,
                                          noise=noise, backend=state.backend)
             t = alpha * t
         x_c, x_u, rows = self.predict(z, t, state.x_prev, cond)
         z_next, x_hat = kernels.guidance_step(x_c, x_u, z, scale=self.s.cfg, t=t, t_next=t_next,
-                                              t_eps=self.s.t_eps, cond_latents=c_lat, cond_mask=c_mask,
+                                              t_eps=self.path.t_eps, cond_latents=c_lat, cond_mask=c_mask,
                                               backend=state.backend)
         return replace(state, z=z_next, x_prev=x_hat, index=state.index + 1, nfe=state.nfe + 1,
-                       rows=state.rows + rows)
+                       rows=state.rows + rows, finite=[*state.finite, torch.isfinite(z_next).all()])
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Token ids (B, L): one pass at t = 1 in decode mode, zero self-conditioning, SC-CFG tokens at w_sc."""
-        _, logits = self._forward(z, 1.0, torch.zeros_like(z), decode=True)
-        return logits.argmax(dim=-1)
+        """Token ids (B, L): one pass at t = 1 in decode mode, zero self-conditioning, SC-CFG tokens at w_sc.
+
+        The logits exist for a chunk of rows at a time (at most ``decode_logit_bytes`` of fp32), argmaxed per chunk.
+        """
+        B, L = z.shape[:2]
+        vocab = getattr(self.model, "vocab_size", None)
+        rows = B if not vocab else max(1, min(B, self.decode_logit_bytes // max(1, L * vocab * 4)))
+        ids = [self._forward(part, 1.0, torch.zeros_like(part), decode=True)[1].argmax(dim=-1)
+               for part in z.split(rows)]
+        return ids[0] if len(ids) == 1 else torch.cat(ids)
 
     # ---------------------------------------------------------------- network
+    def _autocast(self, device: torch.device):
+        """bf16 autocast on CUDA when ``sample.bf16`` (the network keeps its projections and heads in fp32)."""
+        from elfctl.sampling.precision import autocast_dtype
+
+        dtype = autocast_dtype(device, self.s.bf16)
+        return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
     def _forward(self, z: torch.Tensor, t: float, x_sc: torch.Tensor, *, decode: bool = False):
         B = z.shape[0]
         tt = torch.full((B,), t, device=z.device, dtype=torch.float32)
         w = torch.full((B,), self.s.sc_cfg, device=z.device, dtype=torch.float32)
-        return self.model(z, tt, x_sc=x_sc, sc_cfg=w, decode=True if decode else None, key_mask=None)
+        with self._autocast(z.device):
+            out, logits = self.model(z, tt, x_sc=x_sc, sc_cfg=w, decode=True if decode else None, key_mask=None)
+        return out.float(), logits
 
     def _x_hat(self, out: torch.Tensor, z: torch.Tensor, t: float) -> torch.Tensor:
         if self.path.prediction == "x":
@@ -237,15 +232,33 @@ class EulerSampler:
             state = self.step(state, grid[i], grid[i + 1], last=i == n - 1)  # the last step is always ODE
             if i in wanted:
                 traj.append((i, self.decode(state.x_prev)))
+        check_finite(state, grid)
         ids = self.decode(state.z)
         return SampleResult(ids, state.z, state.nfe + 1, state.rows + batch_size, traj, len(traj), grid_t)
 
 
-def sample(model: nn.Module, *, batch: int, length: int, settings: SamplerSettings = SamplerSettings(),
-           path: Optional[FlowPath] = None, seed: int = 0, device: Optional[torch.device] = None,
+def check_finite(state: SampleState, grid: Sequence[float]) -> None:
+    """One device-to-host copy for the whole draw: raise naming the first step after which z was not finite."""
+    if not state.finite:
+        return
+    ok = torch.stack(state.finite).cpu()
+    if bool(ok.all()):
+        return
+    k = int((~ok).nonzero()[0, 0])
+    raise ElfRuntimeError(f"sampling: the state became non-finite (NaN or inf) at step {k + 1} of {len(ok)} "
+                          f"(t {grid[k]:.4f} -> {grid[k + 1]:.4f}); no samples written for this batch. Check the "
+                          f"checkpoint's weights and the guidance scales")
+
+
+def sample(model: nn.Module, *, batch: int, length: int, path: FlowPath,
+           settings: Optional[SamplerSettings] = None, seed: int = 0, device: Optional[torch.device] = None,
            cond: Optional[Condition] = None, trajectory_steps: Sequence[int] = ()) -> SampleResult:
-    """Convenience: sample from an ELF network (``model.latent_dim`` wide) with default x-prediction path."""
-    path = path or FlowPath(settings.noise_scale, settings.t_eps)
+    """Convenience: sample from an ELF network (``model.latent_dim`` wide).
+
+    ``path`` is required (``FlowPath.from_config(cfg)`` for a trained run): it says whether the network predicts x
+    or v, which the weights alone do not tell.
+    """
+    settings = settings if settings is not None else SamplerSettings()
     device = device or next(model.parameters()).device
     return EulerSampler(model, path, settings).sample(batch, length, model.latent_dim, seed=seed, device=device,
                                                       cond=cond, trajectory_steps=trajectory_steps)
