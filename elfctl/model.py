@@ -39,8 +39,8 @@ PRESETS: dict[str, ModelShape] = {
     "elf-l": ModelShape(depth=32, hidden_size=1280, num_heads=16),
 }
 
-# Our parameter name -> the authors' (pytorch_elf branch), for loading their released weights.
-# Per-block names map with the prefix "blocks.{i}." on both sides.
+# Our parameter name -> the authors' (pytorch_elf branch), for reading and writing their released checkpoints
+# (elfctl/authors/). Per-block names are the same on both sides, under the prefix "blocks.{i}.".
 AUTHORS_KEY_MAP: dict[str, str] = {
     "sc_proj.weight": "self_cond_proj.weight",
     "sc_proj.bias": "self_cond_proj.bias",
@@ -61,12 +61,16 @@ AUTHORS_KEY_MAP: dict[str, str] = {
     "flow_norm.weight": "final_layer.norm_final.weight",
     "flow_head.weight": "final_layer.linear.weight",
     "flow_head.bias": "final_layer.linear.bias",
-    "decode_proj.weight": "proj_kernel (transposed)",
+    "decode_proj.weight": "proj_kernel",
     "decode_proj.bias": "proj_bias",
-    "unembed.weight": "unembed_kernel (transposed)",
+    "unembed.weight": "unembed_kernel",
     "unembed.bias": "unembed_bias",
     # blocks.{i}.norm1/attn.qkv/attn.q_norm/attn.k_norm/attn.proj/norm2/mlp.w12/mlp.w3: same names.
 }
+# Their factored decode kernels are bare (in, out) matrices; ours are nn.Linear weights (out, in).
+AUTHORS_TRANSPOSED: frozenset[str] = frozenset({"decode_proj.weight", "unembed.weight"})
+# Wrappers whose prefix a saved state dict may carry: torch.compile ("_orig_mod.") and DDP ("module.").
+AUTHORS_WRAPPER_PREFIXES: tuple[str, ...] = ("_orig_mod.", "module.")
 
 
 def resolve_shape(preset: str, depth: Optional[int] = None, hidden_size: Optional[int] = None,

@@ -384,13 +384,17 @@ class Trainer:
             ema.load_state_dict(ckpt.load_tensors(path, "ema"))
             if data.trainable_encoder:
                 fsdp.load_full_model_state(data.encoder, ckpt.load_tensors(path, "encoder"), what=f"{what} encoder")
-            fsdp.load_full_optimizer_states(opt.optimizers, state["optimizers"])
+            if state["optimizers"] is not None:  # None: weights imported by `elfctl import`, fresh moments
+                fsdp.load_full_optimizer_states(opt.optimizers, state["optimizers"])
             return int(state["step"])
         ckpt.load_state_dict_strict(model, ckpt.load_tensors(path, "model"), what=what)
         ema.load_state_dict(ckpt.load_tensors(path, "ema"))
         if data.trainable_encoder:
             data.encoder.load_state_dict(ckpt.load_tensors(path, "encoder"))
-        opt.load_state_dict(state["optimizers"])
+        if state["optimizers"] is not None:  # None: weights imported by `elfctl import`, fresh moments
+            opt.load_state_dict(state["optimizers"])
+        else:
+            self._log(f"{path} holds weights only (imported): the optimizer starts from fresh moments")
         return int(state["step"])
 
 

@@ -1,0 +1,77 @@
+"""What ``elfctl import SOURCE`` can name, resolved to one local ``checkpoint_<step>`` file.
+
+* a local file (their ``checkpoint_<step>``, any name);
+* a local folder holding such files (the highest step is taken, as their loader does);
+* a Hugging Face model repo id, ``org/name`` or ``org/name/sub/folder`` (downloaded when the hub answers,
+  else taken from the local HF cache only; otherwise one line saying how to point at a local file).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from elfctl.authors.reading import newest_checkpoint_file
+from elfctl.errors import ConfigError
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+(/[\w.\-]+)*")
+
+
+@dataclass
+class ResolvedSource:
+    source: str                 # as the user gave it
+    file: Path                  # the checkpoint_<step> file to read
+    hub_repo: Optional[str] = None
+    hub_subfolder: Optional[str] = None
+
+
+def looks_like_hub_id(text: str) -> bool:
+    """``org/name[/sub...]`` that is not a path on this machine."""
+    return (not text.startswith((".", "/", "~")) and not Path(text).expanduser().exists()
+            and bool(_HUB_ID.fullmatch(text)))
+
+
+def split_hub_id(text: str) -> tuple[str, Optional[str]]:
+    parts = text.strip("/").split("/")
+    return "/".join(parts[:2]), ("/".join(parts[2:]) or None)
+
+
+def _hub_folder(repo: str, sub: Optional[str]) -> Path:
+    from elfctl.data.assets import hub_reachable
+
+    online = hub_reachable()
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+        local = Path(snapshot_download(repo, repo_type="model", local_files_only=not online,
+                                       allow_patterns=[f"{sub}/*"] if sub else None))
+    except Exception as e:  # noqa: BLE001 - any failure here means "not available"
+        how = (f"download its checkpoint_<step> file where the hub is reachable (huggingface-cli download "
+               f"{repo}{' --include ' + repr(sub + '/*') if sub else ''}) and run `elfctl import "
+               f"/path/to/checkpoint_<step>`")
+        if not online:
+            raise ConfigError(f"hub model '{repo}' is not reachable from this machine (no connection to the Hugging "
+                              f"Face hub) and not in its local cache; {how}") from None
+        raise ConfigError(f"hub model '{repo}' could not be downloaded ({type(e).__name__}); {how}") from None
+    return local / sub if sub else local
+
+
+def resolve_source(source: str) -> ResolvedSource:
+    """The local checkpoint file for ``source`` (file, folder or hub id)."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        return ResolvedSource(source, path)
+    if path.is_dir():
+        return ResolvedSource(source, newest_checkpoint_file(path))
+    if not looks_like_hub_id(source):
+        raise ConfigError(f"SOURCE: {source} is neither a file, a folder nor a hub repo id (org/name); looked at "
+                          f"{path.resolve()}")
+    repo, sub = split_hub_id(source)
+    folder = _hub_folder(repo, sub)
+    if not folder.is_dir():
+        raise ConfigError(f"hub model '{repo}' has no folder '{sub}'")
+    return ResolvedSource(source, newest_checkpoint_file(folder), hub_repo=repo, hub_subfolder=sub)
