@@ -194,3 +194,148 @@ def test_infilling_keeps_the_pinned_text(make_run, tmp_path):
     for s in _lines(out)[1:]:
         assert s["text"].startswith("the big") and s["text"].endswith("on the mat")
         assert s["prefix"] == "the big" and s["suffix"] == "on the mat"
+
+
+# ---------------------------------------------------------------------------------------------- issues 17, 18, 19
+def test_gamma_and_sampler_have_one_meaning(make_run, tmp_path, capsys):
+    run = str(make_run(extra=("sample.sampler=ode", "sample.gamma=0.0")))  # an ODE recipe, like quickstart
+    out = tmp_path / "g.jsonl"
+    assert main(["sample", "--run", run, "--gamma", "1.5", "--num-samples", "1", "--out", str(out)]) == 0
+    assert _lines(out)[0]["sampler"] | {} == {"steps": 3, "sampler": "sde", "gamma": 1.5, "time_grid": "logit_normal",
+                                              "cfg": 1.0, "sc_cfg": 3.0}  # used to record sampler ode, γ 1.5
+    explicit = tmp_path / "e.jsonl"
+    assert main(["sample", "--run", run, "--sampler", "sde", "--gamma", "1.5", "--num-samples", "1",
+                 "--out", str(explicit)]) == 0
+    assert _lines(explicit)[1]["token_ids"] == _lines(out)[1]["token_ids"]
+    capsys.readouterr()
+    assert main(["sample", "--run", run, "--sampler", "sde"]) == 2  # used to run the ODE silently
+    assert "--sampler sde: the recipe's sample.gamma is 0" in _err_line(capsys)
+    assert main(["sample", "--run", run, "--sampler", "ode", "--gamma", "1"]) == 2
+    assert "contradicts --gamma 1" in _err_line(capsys)
+    assert not list(tmp_path.glob("**/samples/*"))
+
+
+def test_non_finite_flags_exit_2_with_one_line(make_run, capsys):
+    run = str(make_run())
+    for args, message in ((["--cfg", "nan"], "--cfg: nan is not a finite number"),
+                          (["--gamma", "inf"], "--gamma: inf is not a finite number"),
+                          (["--sc-cfg", "-inf"], "--sc-cfg: -inf is not a finite number")):
+        capsys.readouterr()
+        assert main(["sample", "--run", run, *args]) == 2, args
+        assert message in _err_line(capsys)
+    from elfctl.errors import ConfigError
+    from elfctl.sampling.run import SampleRequest, run_sampling
+
+    with pytest.raises(ConfigError, match="^sample.cfg: nan is not a finite number"):
+        next(run_sampling(SampleRequest(ref=Path(run), settings={"cfg": float("nan")})))
+
+
+def test_python_entry_takes_settings_by_key(make_run, tmp_path):
+    from elfctl.sampling.run import SampleRequest, run_sampling
+
+    run = make_run()
+    out = tmp_path / "api.jsonl"
+    lines = []
+    [(path, header)] = list(run_sampling(SampleRequest(ref=run, settings={"steps": 2, "gamma": 1.0}, seeds=[3],
+                                                       out=out), log=lines.append))
+    assert path == out and header["sampler"]["steps"] == 2 and header["sampler"]["gamma"] == 1.0
+    assert header["seed"] == 3 and len(_lines(out)) == 1 + 3
+    assert header["precision"] == "fp32" and header["compile"] is False
+
+
+def test_out_directory_means_the_default_name_inside_it(make_run, tmp_path, capsys):
+    run = make_run()
+    new_dir = tmp_path / "fresh"
+    assert main(["sample", "--run", str(run), "--num-samples", "1", "--out", f"{new_dir}/"]) == 0
+    [written] = list(new_dir.iterdir())
+    assert written.name.startswith("sde-3-s0-") and _lines(written)[0]["num_samples"] == 1
+    assert main(["sample", "--run", str(run), "--num-samples", "1", "--out", str(new_dir)]) == 0  # existing dir
+    assert len(list(new_dir.glob("*.jsonl"))) >= 1 and not list(new_dir.glob(".*tmp*"))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    capsys.readouterr()
+    assert main(["sample", "--run", str(run), "--out", str(blocker / "x.jsonl")]) == 2
+    assert "--out:" in _err_line(capsys)
+    assert "seed 0:" not in capsys.readouterr().out  # refused before sampling
+
+
+def test_interrupt_keeps_the_finished_batches(make_run, tmp_path, capsys, monkeypatch):
+    from elfctl.sampling.sampler import EulerSampler
+
+    run = make_run()
+    real, calls = EulerSampler.sample, []
+
+    def second_batch_interrupted(self, *a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(EulerSampler, "sample", second_batch_interrupted)
+    out = tmp_path / "k.jsonl"
+    assert main(["sample", "--run", str(run), "--num-samples", "3", "--batch-size", "2", "--out", str(out)]) == 130
+    partial = tmp_path / "k.jsonl.partial"
+    assert not out.exists() and partial.is_file()
+    rows = _lines(partial)
+    assert rows[0]["type"] == "header" and rows[0]["partial"] is True
+    assert [r["index"] for r in rows[1:]] == [0, 1]
+    assert f"kept the 2 samples drawn before the stop in {partial}" in capsys.readouterr().out
+    monkeypatch.setattr(EulerSampler, "sample", real)
+    assert main(["sample", "--run", str(run), "--num-samples", "3", "--batch-size", "2", "--out", str(out)]) == 0
+    assert not partial.exists() and [r["token_ids"] for r in _lines(out)[1:3]] == [r["token_ids"] for r in rows[1:]]
+
+
+def test_conditional_default_inputs_are_cut_as_training_cut_them(make_run, tmp_path, capsys):
+    from elfctl.config import load_resolved
+    from elfctl.data.dataset import reference_texts
+    from elfctl.data.tokenize import load_tokenizer, token_ids
+
+    run = make_run(conditional=True)
+    cfg = load_resolved(run / "config.yaml")
+    held = reference_texts(cfg, n=3)
+    tok = load_tokenizer(cfg.encoder)
+    long = [len(token_ids(tok, r["input"])) > 5 for r in held]  # the condition holds 6 − 1 = 5 tokens
+    assert any(long)  # the situation of the issue: held-out inputs longer than the model's condition
+    out = tmp_path / "h.jsonl"
+    capsys.readouterr()
+    assert main(["sample", "--run", str(run), "--out", str(out)]) == 0  # used to stop: "prompt 0: ... at most 5"
+    assert f"({sum(long)} cut to 5 tokens, as in training)" in capsys.readouterr().out
+    rows = _lines(out)[1:]
+    assert [r["input"] for r in rows] == [r["input"] for r in held]
+    for r, is_long in zip(rows, long):
+        if is_long:  # condition block = 5 tokens + eos, as SequenceBuilder.pair lays it out in training
+            assert len(r["token_ids"]) == 16 - 6
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_errors_name_the_flag(make_run, capsys):
+    assert main(["sample", "--run", str(make_run()), "--device", "cuda"]) == 2
+    line = _err_line(capsys)
+    assert line.startswith("error: --device: 'cuda'") and "train.device" not in line
+
+
+def test_flags_that_would_be_ignored_are_refused_or_warned(make_run, tmp_path, capsys):
+    run = str(make_run())
+    for args, message in ((["--infill-length", "3"], "--infill-length: sets the generated length"),
+                          (["--seed", "1", "--seeds", "2,3"], "--seed and --seeds both given"),
+                          (["--seeds", "1,2,1"], "--seeds: 1 given more than once")):
+        capsys.readouterr()
+        assert main(["sample", "--run", run, *args]) == 2, args
+        assert message in _err_line(capsys)
+    cond = str(make_run("cond", conditional=True))
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text('{"input": "a dog ran"}\n{"input": "the cat"}\n')
+    out = tmp_path / "few.jsonl"
+    capsys.readouterr()
+    assert main(["sample", "--run", cond, "--input", str(inputs), "--num-samples", "5", "--out", str(out)]) == 0
+    warnings = [x for x in capsys.readouterr().out.splitlines() if x.startswith("warning:")]
+    assert warnings == [f"warning: 5 samples asked for, but --input {inputs} has 2 inputs: drawing 2, one per input"]
+    assert len(_lines(out)) == 1 + 2
+
+
+def test_compile_hands_the_network_to_torch_compile(make_run, tmp_path, monkeypatch):
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda m, **kw: compiled.append(m) or m)
+    out = tmp_path / "c.jsonl"
+    assert main(["sample", "--run", str(make_run()), "--compile", "--num-samples", "1", "--out", str(out)]) == 0
+    assert len(compiled) == 1 and _lines(out)[0]["compile"] is True
