@@ -1,13 +1,20 @@
 """Training throughput: tokens/s, peak memory and (on GPU) model-FLOPs utilisation of one ELF train step.
 
     python benchmarks/bench_train.py                      # elf-tiny on the CPU (latent 384, length 64)
-    python benchmarks/bench_train.py --preset elf-b --length 1024 --batch 32 --latent-dim 512 --vocab 32128
+    python benchmarks/bench_train.py --recipe owt --device cuda --length 1024 --batch 32 --latent-dim 512 \\
+        --vocab 32128 --compile                           # ELF-B as the owt recipe trains it, on a GPU
 
-Measures the full objective (self-conditioning and SC-CFG helper passes included) plus the optimizer step
-on synthetic latents, so data loading and the text encoder are excluded. MFU counts the FLOPs the step
-really runs: 6·N per token for the trained pass, 2·N per token for each helper-pass row, plus attention
-(12·depth·L·hidden per token for fwd+bwd, 4·… per helper row), divided by the device's peak bf16 FLOP/s
-(--peak-tflops; 989 for an H100 SXM dense bf16).
+Runs what ``elfctl train`` runs per step, on synthetic latents (data loading and the text encoder excluded):
+the objective built from the recipe (``ElfObjective.from_config``: prediction, SC-CFG, pad token, every
+``objective.*`` setting) with its self-conditioning and SC-CFG helper passes, backward, clipping, the
+recipe's optimizer and the EMA; bf16 autocast on CUDA when ``train.bf16`` (TF32 for the fp32 regions);
+``--compile`` compiles each block in place exactly as ``train.compile`` does (``elfctl.train.compiled``).
+
+MFU = FLOPs the steps really ran / time / peak bf16 FLOP/s. The FLOPs are counted per pass from what runs
+(``elfctl.train.flops``): the trained pass forward and backward on all rows, the decode head only on the
+decode-branch rows, each helper pass forward only on its rows, the 12 prefix tokens in the blocks. The usual
+6·N·tokens is printed beside it (``mfu_naive_pct``) for comparison. Peak: ``--peak-tflops``, else a table of
+known GPUs (H100/H200 SXM: 989 dense bf16).
 """
 
 from __future__ import annotations
@@ -15,90 +22,151 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import sys
 import time
 
 import torch
 
+from elfctl.atomic import atomic_write_json
 from elfctl.config import load_config
+from elfctl.errors import ConfigError
 from elfctl.model import build_model, count_parameters
 from elfctl.objective import ElfObjective
+from elfctl.train.compiled import compile_blocks
+from elfctl.train.distributed import pick_device
+from elfctl.train.flops import naive_step_flops, step_flops
 from elfctl.train.optim import EMA, Optimizers
 
+# Dense bf16 tensor-core peaks (TFLOP/s) by device-name substring; the first match wins.
+PEAK_BF16_TFLOPS = (("H200", 989.0), ("H100 PCIe", 756.0), ("H100", 989.0), ("A100", 312.0), ("L40S", 362.0),
+                    ("A10G", 125.0), ("RTX 4090", 165.0))
 
-def main() -> None:
+
+def peak_tflops(device_name: str) -> float | None:
+    for key, peak in PEAK_BF16_TFLOPS:
+        if key in device_name:
+            return peak
+    return None
+
+
+def enable_tf32(device: torch.device) -> bool:
+    """TF32 for the fp32 matmuls, as training and sampling set it (``elfctl.sampling.precision``)."""
+    if device.type != "cuda":
+        return False
+    try:
+        from elfctl.sampling.precision import enable_tf32 as enable
+    except ImportError:
+        torch.backends.cuda.matmul.fp32_precision = "tf32"
+        torch.backends.cudnn.conv.fp32_precision = "tf32"
+        return True
+    enable(device)
+    return True
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", default="elf-tiny")
+    ap.add_argument("--recipe", default=None, help="recipe whose model/objective/optim/train settings to use "
+                    "(default: the built-in defaults)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="a recipe override, as on the elfctl command line (repeatable)")
+    ap.add_argument("--preset", default=None, help="model.preset (default: the recipe's, or elf-tiny)")
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     ap.add_argument("--length", type=int, default=64)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--latent-dim", type=int, default=384)
     ap.add_argument("--vocab", type=int, default=30522)
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--compile", action="store_true")
-    ap.add_argument("--peak-tflops", type=float, default=989.0)
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
+    ap.add_argument("--compile", action="store_true", help="compile each block in place, as train.compile=true")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="peak bf16 TFLOP/s of the device for MFU")
     ap.add_argument("--json", default=None)
-    args = ap.parse_args()
+    return ap.parse_args(argv)
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    cfg = load_config(None, [f"model.preset={args.preset}"])
+
+def run(args) -> dict:
+    device = pick_device(args.device, what="--device")
+    overrides = list(args.overrides)
+    if args.preset or not args.recipe:
+        overrides.append(f"model.preset={args.preset or 'elf-tiny'}")
+    cfg = load_config(args.recipe, overrides)
     torch.manual_seed(0)
     model = build_model(cfg.model, args.latent_dim, args.vocab).to(device)
-    opt = Optimizers(cfg.optim, [model], lr=1e-3, total_steps=args.steps)
-    ema = EMA(model, 0.9999)
-    objective = ElfObjective(cfg.objective)
-    fwd = torch.compile(model) if args.compile else model
+    model.train()
+    opt = Optimizers(cfg.optim, [model], lr=1e-4, total_steps=args.warmup + args.steps)
+    ema = EMA(model, cfg.optim.ema_decay)
+    objective = ElfObjective.from_config(cfg)  # the one place the loss is built from a recipe
+    guided = objective.use_sc_cfg and cfg.objective.self_cond_prob > 0
+    tf32 = enable_tf32(device)
+    if args.compile:
+        compile_blocks(model)
     B, L, C = args.batch, args.length, args.latent_dim
     x = torch.randn(B, L, C, device=device) * 0.5
     ids = torch.randint(0, args.vocab, (B, L), device=device)
     am = torch.ones(B, L, dtype=torch.bool, device=device)
     cm = torch.zeros(B, L, dtype=torch.bool, device=device)
-    bf16 = device.type == "cuda"
+    bf16 = cfg.train.bf16 and device.type == "cuda"
+    params = [p for p in model.parameters() if p.requires_grad]
 
-    def step() -> int:
+    def step() -> tuple[int, int]:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             d = objective.draw(x)
-            out = objective(fwd, x, ids, am, cm, draws=d, helper_model=fwd)
+            out = objective(model, x, ids, am, cm, draws=d)
             out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
         opt.step()
         opt.zero_grad()
         ema.update(model)
-        sc = int((d.sc_rows & ~d.decode_rows).sum())
-        return sc
+        dec, sc = d.decode_rows.cpu(), d.sc_rows.cpu()  # drawn on the host: no sync
+        return int(dec.sum()), int((sc & ~dec).sum())
 
     for _ in range(args.warmup):
         step()
     if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    helper_rows = 0
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    flops = 0
     t0 = time.perf_counter()
     for _ in range(args.steps):
-        helper_rows += step()
+        dec_rows, helper_rows = step()
+        flops += step_flops(model, B, L, decode_rows=dec_rows, helper_rows=helper_rows,
+                            helper_passes=2 if guided else 1).total
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
     dt = time.perf_counter() - t0
 
     n = count_parameters(model)
-    depth, hidden = len(model.blocks), model.hidden_size
     tokens = B * L * args.steps
-    attn = depth * L * hidden
-    flops = tokens * (6 * n + 12 * attn) + helper_rows * 2 * L * (2 * n + 4 * attn)  # 2 helper passes per sc row
-    peak_mem = (torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda"
+    peak_mem = (torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda"
                 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
-    res = {"device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
-           "preset": args.preset, "params_M": round(n / 1e6, 2), "batch": B, "length": L, "latent_dim": C,
-           "compile": args.compile, "step_s": round(dt / args.steps, 4), "tokens_per_s": round(tokens / dt, 1),
-           "peak_mem_GiB": round(peak_mem, 3), "torch": torch.__version__}
-    if device.type == "cuda":
-        res["mfu_pct"] = round(100 * flops / dt / (args.peak_tflops * 1e12), 1)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    res = {"device": name, "recipe": args.recipe or "defaults", "preset": cfg.model.preset,
+           "params_M": round(n / 1e6, 2), "batch": B, "length": L, "latent_dim": C, "vocab": args.vocab,
+           "precision": ("bf16-autocast" if bf16 else "fp32") + ("+tf32" if tf32 else ""),
+           "compile": bool(args.compile), "step_s": round(dt / args.steps, 4), "tokens_per_s": round(tokens / dt, 1),
+           "tflops_per_s": round(flops / dt / 1e12, 2), "peak_mem_GiB": round(peak_mem, 3), "torch": torch.__version__}
+    peak = args.peak_tflops or (peak_tflops(name) if device.type == "cuda" else None)
+    if peak:
+        res["peak_tflops"] = peak
+        res["mfu_pct"] = round(100 * flops / dt / (peak * 1e12), 1)
+        res["mfu_naive_pct"] = round(100 * naive_step_flops(n, B, L) * args.steps / dt / (peak * 1e12), 1)
+    return res
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        res = run(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print("| " + " | ".join(res) + " |")
     print("|" + "---|" * len(res))
     print("| " + " | ".join(str(v) for v in res.values()) + " |")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=2)
+        atomic_write_json(args.json, res)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -76,3 +76,30 @@ def test_without_cuda(monkeypatch):
     with pytest.raises(ConfigError, match="no CUDA device is available"):
         pick_device("cuda", 0, 2)
     assert distributed.DistInfo().is_main
+
+
+def test_fsdp_blocks_gather_and_reduce_in_bf16_when_training_in_bf16(monkeypatch):
+    import torch.distributed.device_mesh as device_mesh
+    import torch.distributed.fsdp as fsdp_api
+
+    from elfctl.model import ELF
+    from elfctl.train import fsdp
+
+    calls = []
+    monkeypatch.setattr(device_mesh, "init_device_mesh", lambda kind, shape: ("mesh", kind, shape))
+    monkeypatch.setattr(fsdp_api, "fully_shard", lambda module, **kw: calls.append((module, kw)))
+    model = ELF(6, 11, depth=2, hidden_size=16, num_heads=2)
+    encoder = torch.nn.Linear(2, 2)
+
+    fsdp.shard(model, torch.device("cuda", 0), 2, encoder, bf16=True)
+    assert [m for m, _ in calls] == [*model.blocks, model, encoder]
+    for _, kw in calls[:2]:  # the blocks: bf16 all-gathers and reduce-scatters, inputs (the residual) not cast
+        policy = kw["mp_policy"]
+        assert (policy.param_dtype, policy.reduce_dtype, policy.cast_forward_inputs) == (
+            torch.bfloat16, torch.bfloat16, False)
+        assert kw["mesh"] == ("mesh", "cuda", (2,))
+    assert all("mp_policy" not in kw for _, kw in calls[2:])  # root and encoder run in fp32 outside autocast
+
+    calls.clear()
+    fsdp.shard(model, torch.device("cpu"), 2, bf16=False)  # fp32 training: FSDP's default (no policy)
+    assert all("mp_policy" not in kw for _, kw in calls) and len(calls) == 3

@@ -76,18 +76,38 @@ def full(t: torch.Tensor) -> torch.Tensor:
     return t.full_tensor() if _is_dtensor(t) else t
 
 
-def shard(model: nn.Module, device: torch.device, world_size: int, encoder: Optional[nn.Module] = None) -> None:
+def block_mixed_precision(bf16: bool):
+    """The FSDP2 policy of the transformer blocks: with ``train.bf16`` (on CUDA), parameters all-gathered and
+    gradients reduce-scattered in bf16 (half the traffic of fp32; the sharded master weights, the optimizer
+    state and the update stay fp32). Block inputs are not cast (``cast_forward_inputs=False``): the residual
+    stream stays fp32 as under DDP, and autocast runs the matmuls in bf16 as it does there. None without bf16."""
+    if not bf16:
+        return None
+    import torch
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.bfloat16, cast_forward_inputs=False)
+
+
+def shard(model: nn.Module, device: torch.device, world_size: int, encoder: Optional[nn.Module] = None, *,
+          bf16: bool = False) -> None:
     """``fully_shard`` every block of ``model``, then ``model`` (and a trainable ``encoder``), in place.
 
     Every rank must hold the same full weights before (same seed): each keeps its own dim-0 chunk. Build the
-    optimizers and the EMA after this call: sharding replaces the parameters.
+    optimizers and the EMA after this call: sharding replaces the parameters. ``bf16``: the blocks gather and
+    reduce in bf16 (:func:`block_mixed_precision`); the root (input projections, prefix embedders, heads) and
+    the encoder stay fp32, because the network runs those in fp32 outside autocast.
     """
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
     mesh = init_device_mesh(device.type, (world_size,))
+    policy = block_mixed_precision(bf16)
     for block in model.blocks:
-        fully_shard(block, mesh=mesh)
+        if policy is None:
+            fully_shard(block, mesh=mesh)
+        else:
+            fully_shard(block, mesh=mesh, mp_policy=policy)
     fully_shard(model, mesh=mesh)
     if encoder is not None:
         fully_shard(encoder, mesh=mesh)
@@ -101,8 +121,8 @@ class FsdpForward:
     """
 
     def __init__(self, model: nn.Module, forward: Optional[Any] = None):
-        self.model = model  # the sharded network; the helper passes call it directly
-        self.forward = forward if forward is not None else model  # the differentiable pass: torch.compile(model)?
+        self.model = model  # the sharded network (train.compile: its blocks compiled in place); helper passes
+        self.forward = forward if forward is not None else model  # the differentiable pass
         self.blocks = list(model.blocks)
 
     def _reshard_blocks(self, on: bool) -> None:

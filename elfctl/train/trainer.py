@@ -27,6 +27,7 @@ from elfctl.model import build_model, count_parameters
 from elfctl.objective import ElfObjective
 from elfctl.train import checkpoint as ckpt
 from elfctl.train import fsdp
+from elfctl.train.compiled import compile_blocks
 from elfctl.train.distributed import DistInfo, all_reduce_mean, init_distributed
 from elfctl.train.optim import EMA, Optimizers, peak_lr
 from elfctl.train.order import BatchOrder, shard_seed
@@ -157,19 +158,10 @@ class DataSource:
 
 class Trainer:
     def __init__(self, cfg: Config, *, fresh: bool = False, log: Callable[[str], None] = print,
-                 data_source: Optional[Callable[[Config, Path, torch.device], "DataSource"]] = None,
-                 objective: Optional[Callable[[Config, "DataSource", torch.device], Callable]] = None,
-                 init_weights: Optional[Callable[[], dict]] = None):
-        """``data_source`` builds the data (default :class:`DataSource`); tests pass synthetic ones.
-
-        ``objective`` builds the loss (default: the ELF objective of the recipe; ``elfctl distill`` passes its
-        distillation objective). ``init_weights`` gives the network's starting weights (a state dict) for a run
-        that has no checkpoint yet; the optimiser and the EMA then start from them. A resumed run ignores it.
-        """
+                 data_source: Optional[Callable[[Config, Path, torch.device], "DataSource"]] = None):
+        """``data_source`` builds the data (default :class:`DataSource`); tests pass synthetic ones."""
         self.cfg = cfg
         self.data_source = data_source or (lambda c, r, d: DataSource(c, r, d, log=self._log))
-        self.objective_factory = objective
-        self.init_weights = init_weights
         self.fresh = fresh
         self.log_line = log
         self.info, self.device = init_distributed(cfg.train.device)
@@ -225,8 +217,6 @@ class Trainer:
         data = self.data_source(cfg, self.run_dir, device)
         torch.manual_seed(cfg.train.seed)  # model init is the same on every rank
         model = build_model(cfg.model, data.encoder.latent_dim, data.encoder.vocab_size).to(device)
-        if latest is None and self.init_weights is not None:
-            ckpt.load_state_dict_strict(model, self.init_weights(), what="the initial weights")
         modules: list[nn.Module] = [model] + ([data.encoder] if data.trainable_encoder else [])
         accum = cfg.train.grad_accum
         shards = info.world_size * accum
@@ -234,15 +224,15 @@ class Trainer:
             raise ConfigError(f"train.batch_size: {cfg.train.batch_size} must be divisible by world size × "
                               f"grad_accum = {shards}")
         if self.sharded:  # before the optimizers and the EMA: sharding replaces the parameters
-            fsdp.shard(model, device, info.world_size, data.encoder if data.trainable_encoder else None)
+            fsdp.shard(model, device, info.world_size, data.encoder if data.trainable_encoder else None,
+                       bf16=cfg.train.bf16 and device.type == "cuda")
         lr = peak_lr(cfg.optim, cfg.train.batch_size)
         opt = Optimizers(cfg.optim, modules, lr=lr, total_steps=cfg.train.steps)
         ema = (fsdp.ShardedEMA(model, cfg.optim.ema_decay, info.is_main) if self.sharded
                else EMA(model, cfg.optim.ema_decay))
         order = BatchOrder(len(data.dataset), cfg.train.batch_size, shards, cfg.train.seed)
-        objective = (self.objective_factory(cfg, data, device) if self.objective_factory is not None
-                     else ElfObjective(cfg.objective, prediction=cfg.model.prediction,
-                                       use_sc_cfg=cfg.model.num_sc_cfg_tokens > 0, pad_token=cfg.data.pad_token))
+        objective = ElfObjective(cfg.objective, prediction=cfg.model.prediction,
+                                 use_sc_cfg=cfg.model.num_sc_cfg_tokens > 0, pad_token=cfg.data.pad_token)
 
         step = 0
         if latest is not None:
@@ -259,16 +249,17 @@ class Trainer:
         train_model: Callable = model
         helper_model: Callable = model  # the no-grad helper passes of the objective
         if cfg.train.compile:
-            train_model = torch.compile(model)
+            # per block, in place, inside DDP/FSDP: keeps their overlap and no data-dependent shape in a graph
+            compile_blocks(model)
         forward = None
         ddp = info.enabled and not self.sharded
         if self.sharded:
-            forward = fsdp.FsdpForward(model, train_model)
+            forward = fsdp.FsdpForward(model)
             train_model, helper_model = forward.train, forward.helper
         elif ddp:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            train_model = DDP(train_model, device_ids=[device.index] if device.type == "cuda" else None)
+            train_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
         use_bf16 = cfg.train.bf16 and device.type == "cuda"
         params = [p for m in modules for p in m.parameters() if p.requires_grad]
         if cfg.train.steps <= step:
@@ -384,17 +375,13 @@ class Trainer:
             ema.load_state_dict(ckpt.load_tensors(path, "ema"))
             if data.trainable_encoder:
                 fsdp.load_full_model_state(data.encoder, ckpt.load_tensors(path, "encoder"), what=f"{what} encoder")
-            if state["optimizers"] is not None:  # None: weights imported by `elfctl import`, fresh moments
-                fsdp.load_full_optimizer_states(opt.optimizers, state["optimizers"])
+            fsdp.load_full_optimizer_states(opt.optimizers, state["optimizers"])
             return int(state["step"])
         ckpt.load_state_dict_strict(model, ckpt.load_tensors(path, "model"), what=what)
         ema.load_state_dict(ckpt.load_tensors(path, "ema"))
         if data.trainable_encoder:
             data.encoder.load_state_dict(ckpt.load_tensors(path, "encoder"))
-        if state["optimizers"] is not None:  # None: weights imported by `elfctl import`, fresh moments
-            opt.load_state_dict(state["optimizers"])
-        else:
-            self._log(f"{path} holds weights only (imported): the optimizer starts from fresh moments")
+        opt.load_state_dict(state["optimizers"])
         return int(state["step"])
 
 

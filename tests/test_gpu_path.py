@@ -1,0 +1,97 @@
+"""The GPU path's logic, checked on the CPU: MFU FLOP counts; CUDA-only checks that skip without a GPU."""
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from elfctl.model import ELF
+from elfctl.train.flops import backward_flops, forward_flops, naive_step_flops, step_flops
+
+
+def _tiny():
+    torch.manual_seed(0)
+    # C = 6, bottleneck 4, hidden 16 (2 heads), vocabulary 11, 2 blocks, 4 + 4 + 4 prefix tokens
+    return ELF(6, 11, depth=2, hidden_size=16, num_heads=2, bottleneck_dim=4)
+
+
+def test_forward_flops_by_hand():
+    model = _tiny()
+    # multiply-accumulates of one row, L = 5, N = 5 + 12 = 17 tokens in the blocks:
+    #   input projections per token: sc_proj 12·6 + in_proj1 6·4 + in_proj2 4·16 = 160      × 5  =     800
+    #   time and SC-CFG embedders per row: 2 · (256·16 + 16·16)                                  =   8,704
+    #   block linears per token: qkv 16·48 + proj 16·16 + w12 16·84 + w3 42·16 = 3,040  × 17 × 2 = 103,360
+    #   attention: QKᵀ and AV, 2 · 17² · 16 per block                                      × 2  =  18,496
+    #   flow head per token: 16·6 = 96                                                      × 5  =     480
+    # = 131,840 MACs = 263,680 FLOPs. The decode head adds (16·6 + 6·11) · 5 = 810 MACs per decode row.
+    assert forward_flops(model, 1, 5) == 263_680
+    assert forward_flops(model, 3, 5, logit_rows=1) == 3 * 263_680 + 1_620
+    # backward: twice the forward, less the input gradients of sc_proj (12·6 · 5) and the embedders' first
+    # layers (2 · 256·16), which are never formed
+    assert backward_flops(model, 1, 5) == 2 * 263_680 - 2 * (360 + 8_192)
+    assert naive_step_flops(100, 2, 5) == 6_000
+
+
+def _counted(fn) -> int:
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:  # attention as countable bmm
+        fn()
+    return counter.get_total_flops()
+
+
+def test_flops_agree_with_torch_flop_counter_on_a_whole_objective_step():
+    from elfctl.config import load_config
+    from elfctl.objective import ElfObjective
+
+    model = _tiny()
+    cfg = load_config(None, ["model.preset=elf-tiny"])
+    objective = ElfObjective.from_config(cfg) if hasattr(ElfObjective, "from_config") else ElfObjective(cfg.objective)
+    B, L, C = 4, 5, 6
+    x = torch.randn(B, L, C)
+    ids = torch.randint(0, 11, (B, L))
+    am = torch.ones(B, L, dtype=torch.bool)
+    cm = torch.zeros(B, L, dtype=torch.bool)
+    d = objective.draw(x)
+    d.decode_rows = torch.tensor([True, False, False, False])
+    d.sc_rows = torch.tensor([True, True, True, False])  # rows 1, 2 run both helper passes
+    guided = objective.use_sc_cfg and cfg.objective.self_cond_prob > 0
+    assert guided
+
+    def step():
+        objective(model, x, ids, am, cm, draws=d).loss.backward()
+
+    want = step_flops(model, B, L, decode_rows=1, helper_rows=2, helper_passes=2)
+    assert _counted(step) == want.total
+    assert want.helper == 2 * forward_flops(model, 2, L)
+    # the naive 6·N·tokens counts the decode head on every row and leaves out the prefix and helper passes
+    assert want.total != naive_step_flops(sum(p.numel() for p in model.parameters()), B, L)
+
+
+def test_flops_of_a_single_pass_agree_with_torch_flop_counter():
+    model = _tiny()
+    z = torch.randn(3, 7, 6)
+    t = torch.rand(3)
+    rows = torch.tensor([0, 2])
+    with torch.no_grad():
+        got = _counted(lambda: model(z, t, return_logits=True, logit_rows=rows))
+    assert got == forward_flops(model, 3, 7, logit_rows=2)
+
+
+def test_compile_blocks_in_place_keeps_keys_and_results():
+    from elfctl.train.compiled import compile_blocks, is_compiled
+
+    torch._dynamo.reset()
+    model = _tiny()
+    eager = _tiny()
+    keys = list(model.state_dict())
+    assert compile_blocks(model, backend="eager") == 2  # the eager backend: dynamo's tracing without inductor
+    assert all(is_compiled(b) for b in model.blocks) and not is_compiled(model)
+    assert list(model.state_dict()) == keys  # no "_orig_mod." prefix: checkpoints unchanged
+    z, t = torch.randn(4, 5, 6), torch.rand(4)
+    rows = torch.tensor([1])
+    for r in (rows, torch.tensor([0, 3]), torch.tensor([], dtype=torch.long)):  # logit rows of any count
+        got = model(z, t, decode=True, return_logits=True, logit_rows=r)
+        want = eager(z, t, decode=True, return_logits=True, logit_rows=r)
+        torch.testing.assert_close(got, want)
+    with torch.no_grad():  # helper passes: other row counts, no grad
+        torch.testing.assert_close(model(z[:3], t[:3])[0], eager(z[:3], t[:3])[0])
+    torch._dynamo.reset()
