@@ -1,12 +1,16 @@
-"""Ablation specs: every built-in loads; bad user specs fail with one clear message."""
+"""Ablation specs: every built-in loads; user specs are as strict as recipes (one line, file and place named)."""
+
+import re
+from pathlib import Path
 
 import pytest
 
-from elfctl.ablate.runner import sample_flags
-from elfctl.ablate.spec import builtin_specs, load_spec
+from elfctl.ablate.spec import builtin_specs, check_scale, load_spec
 from elfctl.cli import main
 from elfctl.config import load_config
 from elfctl.errors import ConfigError
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "ABLATIONS.md"
 
 
 @pytest.mark.parametrize("name", list(builtin_specs()))
@@ -15,11 +19,12 @@ def test_builtin_spec_loads_and_its_quick_recipe_validates(name):
     recipe, overrides = spec.scale("quick")
     for v in spec.variants:
         load_config(recipe, [*overrides, *v.train, *v.sample])
+    check_scale(spec, "quick")
     assert spec.finding
 
 
-def test_the_five_builtins_exist():
-    assert set(builtin_specs()) == {"xpred-vs-vpred", "sde-vs-ode", "guidance", "steps", "encoder"}
+def test_the_builtins_exist():
+    assert {"xpred-vs-vpred", "sde-vs-ode", "guidance", "steps", "encoder"} <= set(builtin_specs())
 
 
 def test_unknown_ablation_has_a_hint():
@@ -27,23 +32,60 @@ def test_unknown_ablation_has_a_hint():
         load_spec("stepz")
 
 
-def test_user_spec_with_a_non_sample_key_in_sample_is_rejected(tmp_path):
+def _spec(tmp_path, text):
     p = tmp_path / "mine.yaml"
-    p.write_text("scales: {quick: {recipe: quickstart}}\nvariants:\n  - {name: a, sample: [train.steps=3]}\n")
-    with pytest.raises(ConfigError, match="not a sample setting"):
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("text, message", [
+    # the issue's case: `sampel:` used to be accepted and the variant ran with the defaults
+    ("scales: {quick: {recipe: quickstart}}\nvariants:\n  - {name: a, sampel: [sample.steps=8]}\n",
+     "variants[0]: unknown key 'sampel' (did you mean 'sample'?)"),
+    ("scales: {quick: {recipe: quickstart}}\nvarients:\n  - {name: a}\n", "unknown key 'varients' (did you mean "
+                                                                         "'variants'?)"),
+    ("scales: {quick: {recipe: quickstart, overides: [train.steps=3]}}\nvariants:\n  - {name: a}\n",
+     "scales.quick: unknown key 'overides' (did you mean 'overrides'?)"),
+    ("scales: {quick: {recipe: quickstart}}\nvariants:\n  - {name: a, sample: [sample.stepz=8]}\n",
+     "unknown sample setting 'sample.stepz' (did you mean 'steps'?)"),
+    ("scales: {quick: {recipe: quickstart}}\nvariants:\n  - {name: a, sample: [train.steps=3]}\n",
+     "'train.steps' is not a sample setting"),
+    ("scales: {quick: {recipe: quickstart}}\nmetrics: [genpl]\nvariants:\n  - {name: a}\n",
+     "metrics: 'genpl' is not valid"),
+    ("scales: {quick: {recipe: quickstart}}\nvariants:\n  - {name: a}\n  - {name: a}\n", "'a' is used twice"),
+    ("scales: {quick: {recipe: quickstart}}\nvariants:\n  - name: a\n    train: model.prediction=v\n",
+     "variants[0].train: must be a list"),
+])
+def test_a_spec_mistake_is_one_line_naming_file_and_place(tmp_path, text, message):
+    p = _spec(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
         load_spec(str(p))
+    assert message in str(e.value) and str(p) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_an_override_that_names_no_recipe_key_fails_before_any_work(tmp_path, capsys):
+    p = _spec(tmp_path, "scales: {quick: {recipe: quickstart}}\nvariants:\n"
+                        "  - {name: ok, train: [model.prediction=x]}\n  - {name: typo, train: [model.predicton=v]}\n")
+    spec = load_spec(str(p))
+    with pytest.raises(ConfigError, match=r"variant 'typo': unknown key 'model.predicton' \(did you mean "
+                                          r"'prediction'\?\)"):
+        check_scale(spec, "quick")
+    assert main(["ablate", str(p), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "variant 'typo'" in err[0] and str(p) in err[0]
+    assert not (tmp_path / "out").exists()   # nothing was trained
 
 
 def test_user_spec_unknown_scale(tmp_path, capsys):
-    p = tmp_path / "mine.yaml"
-    p.write_text("scales: {quick: {recipe: quickstart}}\nvariants:\n  - {name: a, train: [train.steps=3]}\n")
+    p = _spec(tmp_path, "scales: {quick: {recipe: quickstart}}\nvariants:\n  - {name: a, train: [train.steps=3]}\n")
     assert main(["ablate", str(p), "--scale", "paper"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no scale 'paper'" in err[0]
 
 
-def test_sample_flags_pass_cfg_only_for_conditional_models():
-    unc = sample_flags(load_config(None, ["sample.sc_cfg=2.5"]))
-    assert "--cfg" not in unc and unc[unc.index("--sc-cfg") + 1] == "2.5"
-    cond = sample_flags(load_config(None, ["data.task=conditional", "sample.cfg=2.0"]))
-    assert cond[cond.index("--cfg") + 1] == "2.0"
+def test_the_documented_example_spec_loads(tmp_path):
+    blocks = re.findall(r"```yaml\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.S)
+    assert blocks, "docs/ABLATIONS.md has no ```yaml example"
+    spec = load_spec(str(_spec(tmp_path, blocks[0])))
+    check_scale(spec, "quick")
+    assert [v.name for v in spec.variants] and spec.finding

@@ -51,7 +51,7 @@ def write_plots(summary: dict, root: Path) -> list[Path]:
         path = Path(run_dir) / "metrics.jsonl"
         if path.is_file():
             ms = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
-            curves.append((Path(run_dir).name, ms))
+            curves.append((Path(run_dir).name, [m for m in ms if "loss" in m and "step" in m]))
     if curves:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for name, ms in curves:
@@ -66,7 +66,13 @@ def write_plots(summary: dict, root: Path) -> list[Path]:
 
 
 def _save(fig, path: Path, plt) -> Path:
+    import io
+
+    from elfctl.atomic import atomic_write_bytes
+
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
     return path

@@ -1,46 +1,134 @@
-"""Run an ablation: for every variant, train → sample → eval through the same commands users type.
+"""Run an ablation: for every variant, a short pipeline of named steps (train → sample → eval), each calling the
+library directly (:class:`~elfctl.train.trainer.Trainer`, :func:`~elfctl.sampling.run.run_sampling`,
+:func:`~elfctl.eval.report.score_samples`).
 
-Everything lands in ``<out>/<ablation>-<scale>/``: ``runs/<key>/`` (one training run per distinct set of
-train overrides; resumed if interrupted, skipped if finished), ``samples/<variant>-<hash>.jsonl`` and
-``eval/<variant>-<hash>.json`` (reused when the settings hash matches), ``results.json`` and PNG plots.
+Everything lands in ``<out>/<ablation>-<scale>/``: ``runs/<key>/`` (one training run per distinct set of train
+overrides; resumed if interrupted, skipped if finished), ``samples/<variant>-<hash>.jsonl`` and
+``eval/<variant>-<hash>.json`` (reused when the settings hash matches), ``results.json`` and PNG plots. A finished
+run elsewhere that trained the same model (``runs/quickstart`` for the quick scale) is used instead of training
+again (:mod:`elfctl.ablate.reuse`), with one line saying so.
+
+A step that fails stops the ablation with its own message, prefixed by the ablation, variant and step. To add a
+step (e.g. distillation after training), write ``def my_step(job: Job, variant: VariantState) -> None`` and
+insert ``("my-step", my_step)`` into :data:`PIPELINE`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
-from elfctl.ablate.spec import AblationSpec
+from elfctl.ablate.spec import AblationSpec, Variant, sample_settings
+from elfctl.atomic import atomic_write_json
 from elfctl.config import Config, load_config
-from elfctl.errors import ElfRuntimeError
-from elfctl.train import checkpoint as ckpt
+from elfctl.errors import ElfError, ElfRuntimeError
 
-SAMPLE_FLAGS = {"steps": "--steps", "sampler": "--sampler", "gamma": "--gamma", "time_grid": "--time-grid",
-                "sc_cfg": "--sc-cfg", "num_samples": "--num-samples", "batch_size": "--batch-size",
-                "seed": "--seed"}
+Log = Callable[[str], None]
+
+
+@dataclass
+class Job:
+    """One ablation at one scale: what every variant shares."""
+
+    spec: AblationSpec
+    scale: str
+    recipe: str
+    overrides: list[str]          # the scale's overrides, then the command line's
+    root: Path
+    log: Log
+    reuse_roots: list[Path]
+    judges: dict = field(default_factory=dict)   # loaded once, shared by the variants' eval steps
+
+
+@dataclass
+class VariantState:
+    """What the steps of one variant produce, in order."""
+
+    variant: Variant
+    cfg: Config                   # the variant's resolved config (train, sample and eval sections)
+    run_dir: Path = Path()
+    trained_cfg: Optional[Config] = None   # the config the checkpoint used was trained with
+    step: int = 0
+    reused: Optional[str] = None
+    samples: Optional[Path] = None
+    result: Optional[Path] = None
+    results: dict = field(default_factory=dict)
 
 
 def _hash(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:10]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-def _cli(args: list[str]) -> None:
-    from elfctl.cli import main
-
-    code = main([str(a) for a in args])
-    if code != 0:
-        raise ElfRuntimeError(f"ablation step failed (exit {code}): elfctl {' '.join(map(str, args))}")
+def run_key(variant: Variant) -> str:
+    return "base" if not variant.train else "-".join(o.split("=", 1)[1] for o in variant.train)
 
 
-def sample_flags(cfg: Config) -> list[str]:
-    flags: list[str] = []
-    for key, flag in SAMPLE_FLAGS.items():
-        flags += [flag, str(getattr(cfg.sample, key))]
-    if cfg.data.task == "conditional":
-        flags += ["--cfg", str(cfg.sample.cfg)]
-    return flags
+# --------------------------------------------------------------------------- the steps
+
+def train_step(job: Job, v: VariantState) -> None:
+    """Use a finished run of the same model if there is one; else train (or resume) the variant's own run."""
+    from elfctl.ablate.reuse import find_finished_run
+    from elfctl.train import checkpoint as ckpt
+
+    own = job.root / "runs" / run_key(v.variant)
+    match = find_finished_run(v.cfg, own, job.reuse_roots)
+    if match is not None:
+        v.run_dir, v.step, v.trained_cfg = match.run_dir, match.step, match.cfg
+        if match.run_dir.resolve() != own.resolve():
+            v.reused = str(match.run_dir)
+            job.log(f"[{v.variant.name}] train: reusing the finished run {match.run_dir} (same training config, "
+                    f"step {match.step}) instead of training again")
+        else:
+            job.log(f"[{v.variant.name}] train: {own} is finished (step {match.step})")
+        return
+    from elfctl.train.trainer import Trainer
+
+    cfg = dataclasses.replace(v.cfg, train=dataclasses.replace(v.cfg.train, run_dir=str(own)))
+    job.log(f"[{v.variant.name}] train {job.recipe} {' '.join([*job.overrides, *v.variant.train])} -> {own}")
+    result = Trainer(cfg, log=job.log).run()
+    latest = ckpt.latest_checkpoint(own)
+    v.run_dir, v.step, v.trained_cfg = own, int(result.step), cfg
+    if latest is not None:
+        from elfctl.config import load_resolved
+
+        v.trained_cfg = load_resolved(latest / "config.yaml")
+
+
+def _sample_settings(job: Job, v: VariantState) -> dict:
+    """The sample settings given explicitly (scale, command line, variant), plus the variant config's values
+    wherever the checkpoint's own sample section differs (a reused run may have been trained with other sample
+    defaults; the samples must not depend on which run was used)."""
+    settings = {**sample_settings(job.overrides), **v.variant.sample_settings()}
+    saved = v.trained_cfg.sample if v.trained_cfg is not None else v.cfg.sample
+    explicit = set(settings)
+    for f in dataclasses.fields(v.cfg.sample):
+        key = f.name
+        if key in explicit or getattr(saved, key) == getattr(v.cfg.sample, key):
+            continue
+        if key in ("sampler", "gamma") and explicit & {"sampler", "gamma"}:
+            continue  # the explicit one decides the other
+        if key == "cfg" and v.cfg.data.task != "conditional":
+            continue  # an unconditional model's cfg would be read as its SC-CFG scale
+        settings[key] = getattr(v.cfg.sample, key)
+    return settings
+
+
+def sample_step(job: Job, v: VariantState) -> None:
+    """Sample the variant's settings from its run (reused when the same run, step and settings were sampled)."""
+    from elfctl.sampling.run import SampleRequest, run_sampling
+
+    settings = _sample_settings(job, v)
+    key = _hash(str(Path(v.run_dir).resolve()), v.step, settings)
+    v.samples = job.root / "samples" / f"{v.variant.name}-{key}.jsonl"
+    if v.samples.is_file():
+        return
+    job.log(f"[{v.variant.name}] sample " + " ".join(f"{k}={val}" for k, val in settings.items()))
+    for _ in run_sampling(SampleRequest(ref=v.run_dir, settings=settings, out=v.samples), log=job.log):
+        pass
 
 
 def eval_metrics(cfg: Config, spec: AblationSpec) -> str:
@@ -49,61 +137,110 @@ def eval_metrics(cfg: Config, spec: AblationSpec) -> str:
     return ",".join(spec.metrics)
 
 
-def read_headline(result_path: Path) -> dict:
-    """The numbers a table row shows, from an ``elfctl eval`` results JSON."""
-    from elfctl.eval.report import headline
+def _judge(job: Job, cfg: Config, metrics: str):
+    """The judge a run's eval section names, loaded once per ablation (its tokenizer alone for entropy)."""
+    from elfctl.eval.report import parse_metrics
 
-    return headline(json.loads(result_path.read_text(encoding="utf-8")))
+    names = parse_metrics(metrics)
+    if "genppl" not in names:
+        return cfg.eval.judge
+    key = (cfg.eval.judge, cfg.eval.judge_dtype)
+    if key not in job.judges:
+        from elfctl.eval.judge import load_judge
 
+        job.judges[key] = load_judge(cfg.eval.judge, dtype=cfg.eval.judge_dtype)
+    return job.judges[key]
+
+
+def eval_step(job: Job, v: VariantState) -> None:
+    """Score the samples under the variant's eval section; results JSON reused like the samples."""
+    from elfctl.eval.report import score_samples
+
+    v.result = job.root / "eval" / f"{v.samples.stem}.json"
+    if not v.result.is_file():
+        job.log(f"[{v.variant.name}] eval")
+        metrics, ev = eval_metrics(v.cfg, job.spec), v.cfg.eval
+        res = score_samples(v.samples, metrics, judge=_judge(job, v.cfg, metrics), protocol=ev.protocol,
+                            judge_dtype=ev.judge_dtype, max_length=ev.max_judge_length,
+                            batch_size=ev.judge_batch_size, bootstrap=ev.bootstrap, run_cfg=v.cfg)
+        atomic_write_json(v.result, res)
+    v.results = json.loads(v.result.read_text(encoding="utf-8"))
+
+
+PIPELINE: list[tuple[str, Callable[[Job, VariantState], None]]] = [
+    ("train", train_step),
+    ("sample", sample_step),
+    ("eval", eval_step),
+]
+
+
+def run_step(job: Job, v: VariantState, name: str, fn: Callable[[Job, VariantState], None]) -> None:
+    """Run one step; a failure keeps its own message (and exit code), prefixed with where it happened."""
+    where = f"ablation {job.spec.name} ({job.scale}), variant '{v.variant.name}', {name} step"
+    try:
+        fn(job, v)
+    except ElfError as e:
+        raise type(e)(f"{where}: {e}") from e
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:  # noqa: BLE001 - anything else keeps its type and message
+        raise ElfRuntimeError(f"{where}: {type(e).__name__}: {e}") from e
+
+
+# --------------------------------------------------------------------------- the table
 
 def final_train_loss(run_dir: Path) -> Optional[float]:
-    path = run_dir / "metrics.jsonl"
+    path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         return None
-    lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
-    tail = lines[-5:]
-    return sum(m["loss"] for m in tail) / len(tail) if tail else None
+    lines = []
+    for x in path.read_text(encoding="utf-8").splitlines():
+        try:
+            lines.append(json.loads(x))
+        except json.JSONDecodeError:
+            break  # a torn last line
+    tail = [m["loss"] for m in lines[-5:] if "loss" in m]
+    return sum(tail) / len(tail) if tail else None
 
 
-def run_ablation(spec: AblationSpec, scale: str, out: Path, *, extra: list[str] = (),
-                 log: Callable[[str], None] = print) -> dict:
+def _row(job: Job, v: VariantState) -> dict[str, Any]:
+    from elfctl.eval.report import headline
+
+    row = {"variant": v.variant.name, "train": v.variant.train, "sample": v.variant.sample,
+           "run_dir": str(v.run_dir), "reused_run": v.reused, "step": v.step,
+           "train_loss": final_train_loss(v.run_dir), "samples": str(v.samples), "eval": str(v.result),
+           **headline(v.results)}
+    if job.spec.plot_x:
+        section, key = job.spec.plot_x.split(".", 1)
+        row["x"] = getattr(getattr(v.cfg, section), key)
+    return row
+
+
+def run_ablation(spec: AblationSpec, scale: str, out: Path, *, extra: list[str] = (), log: Log = print,
+                 reuse_roots: Optional[list[Path]] = None) -> dict:
+    """Every variant through :data:`PIPELINE`; writes and returns the summary (``results.json``).
+
+    ``reuse_roots``: folders whose run directories may be reused when finished and matching (default:
+    ``runs/`` and ``out``).
+    """
+    from elfctl.ablate.spec import check_scale
+
+    check_scale(spec, scale, list(extra))
     recipe, base = spec.scale(scale)
     root = Path(out) / f"{spec.name}-{scale}"
+    job = Job(spec, scale, recipe, [*base, *extra], root, log,
+              reuse_roots if reuse_roots is not None else [Path("runs"), Path(out)])
     rows = []
     for variant in spec.variants:
-        train_over = [*base, *extra, *variant.train]
-        run_key = "base" if not variant.train else "-".join(o.split("=", 1)[1] for o in variant.train)
-        run_dir = root / "runs" / run_key
-        cfg = load_config(recipe, [*train_over, *variant.sample, f"train.run_dir={run_dir}"])
-        log(f"[{variant.name}] train {recipe} {' '.join(train_over)} -> {run_dir}")
-        _cli(["train", recipe, *train_over, f"train.run_dir={run_dir}"])
-        step = ckpt.read_meta(ckpt.latest_checkpoint(run_dir))["step"]
-
-        flags = sample_flags(cfg)
-        key = _hash(str(run_dir), step, flags)
-        samples = root / "samples" / f"{variant.name}-{key}.jsonl"
-        if not samples.is_file():
-            log(f"[{variant.name}] sample {' '.join(flags)}")
-            samples.parent.mkdir(parents=True, exist_ok=True)
-            _cli(["sample", "--run", run_dir, *flags, "--out", samples])
-        result = root / "eval" / f"{variant.name}-{key}.json"
-        if not result.is_file():
-            log(f"[{variant.name}] eval")
-            result.parent.mkdir(parents=True, exist_ok=True)
-            _cli(["eval", "--metric", eval_metrics(cfg, spec), "--samples", samples, "--judge", cfg.eval.judge,
-                  "--out", result])
-        row = {"variant": variant.name, "train": variant.train, "sample": variant.sample, "run_dir": str(run_dir),
-               "step": step, "train_loss": final_train_loss(run_dir), "samples": str(samples),
-               "eval": str(result), **read_headline(result)}
-        if spec.plot_x:
-            section, field = spec.plot_x.split(".", 1)
-            row["x"] = getattr(getattr(cfg, section), field)
-        rows.append(row)
+        cfg = load_config(recipe, [*job.overrides, *variant.train, *variant.sample])
+        state = VariantState(variant, cfg)
+        for name, fn in PIPELINE:
+            run_step(job, state, name, fn)
+        rows.append(_row(job, state))
     summary = {"ablation": spec.name, "scale": scale, "recipe": recipe, "description": spec.description,
                "finding": spec.finding, "plot_x": spec.plot_x, "rows": rows}
-    (root / "results.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     from elfctl.ablate.plots import write_plots
 
     summary["plots"] = [str(p) for p in write_plots(summary, root)]
-    (root / "results.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    atomic_write_json(root / "results.json", summary)
     return summary

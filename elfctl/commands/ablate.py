@@ -7,21 +7,25 @@ from typing import List, Optional
 
 import typer
 
+from elfctl.ablate.spec import builtin_specs
+
 
 def ablate(
-    name: Optional[str] = typer.Argument(None, help="Built-in ablation (xpred-vs-vpred, sde-vs-ode, guidance, "
-                                                    "steps, encoder) or a path to your own ablation YAML."),
+    name: Optional[str] = typer.Argument(None, help=f"Built-in ablation ({', '.join(builtin_specs())}) or a path "
+                                                    "to your own ablation YAML (elfctl ablate --list shows the "
+                                                    "format)."),
     overrides: Optional[List[str]] = typer.Argument(None, help="section.key=value overrides for every variant."),
     scale: str = typer.Option("quick", "--scale", help="quick (embedded data, CPU minutes per variant) or paper "
                                                        "(the paper's recipes; needs the hub and GPUs)."),
     out: Path = typer.Option(Path("runs/ablate"), "--out", help="Where runs, samples, results and plots go."),
-    list_: bool = typer.Option(False, "--list", help="List the built-in ablations and exit."),
+    list_: bool = typer.Option(False, "--list", help="List the built-in ablations and the spec format, and exit."),
 ) -> None:
-    """Run an ablation study; finished runs, samples and scores are reused, so it resumes after interruption."""
+    """Run an ablation study; finished runs, samples and scores are reused (a finished run elsewhere under runs/
+    that trained the same model too), so it resumes after interruption."""
     from rich.console import Console
     from rich.table import Table
 
-    from elfctl.ablate.spec import builtin_specs, load_spec
+    from elfctl.ablate.spec import load_spec
     from elfctl.errors import ConfigError
 
     console = Console()
@@ -33,16 +37,18 @@ def ablate(
             spec = load_spec(key)
             table.add_row(key, ", ".join(v.name for v in spec.variants), spec.finding)
         console.print(table)
-        console.print("Write your own: copy one of " + str(next(iter(builtin_specs().values())).parent)
-                      + "/*.yaml and pass its path.")
+        example = next(iter(builtin_specs().values()))
+        console.print(f"Write your own: copy one of {example.parent}/*.yaml and pass its path. Keys: description, "
+                      "finding, scales: {NAME: {recipe, overrides}}, variants: [{name, train: [k=v], sample: "
+                      "[sample.k=v]}], plot_x, metrics (see docs/ABLATIONS.md).", markup=False, highlight=False)
         return
     if name is None:
         raise ConfigError("name an ablation (see `elfctl ablate --list`) or pass --list")
     from elfctl.ablate.runner import run_ablation
 
     spec = load_spec(name)
-    spec.scale(scale)  # validate before any work
-    summary = run_ablation(spec, scale, out, extra=list(overrides or []), log=lambda s: console.print(s))
+    summary = run_ablation(spec, scale, out, extra=list(overrides or []),
+                           log=lambda s: console.print(s, markup=False, highlight=False))
     judge = next((r.get("judge") for r in summary["rows"] if r.get("judge")), "?")
     table = Table(title=f"{spec.name} ({scale}) — {spec.description}")
     cols = ["variant", "train loss", "Gen PPL", "entropy"]
@@ -54,6 +60,9 @@ def ablate(
         table.add_row(r["variant"], fmt(r.get("train_loss")), fmt(r.get("genppl")), fmt(r.get("entropy")),
                       *[fmt(r.get(k)) for k in extra])
     console.print(table)
-    console.print(f"Gen PPL judge: {judge}. Finding under test: {spec.finding}")
+    reused = sorted({r["reused_run"] for r in summary["rows"] if r.get("reused_run")})
+    if reused:
+        console.print(f"trained model reused from: {', '.join(reused)}", markup=False, highlight=False)
+    console.print(f"Gen PPL judge: {judge}. Finding under test: {spec.finding}", markup=False, highlight=False)
     console.print(f"results: {Path(out) / f'{spec.name}-{scale}' / 'results.json'}; plots: "
-                  + ", ".join(summary.get("plots", [])))
+                  + ", ".join(summary.get("plots", [])), markup=False, highlight=False)

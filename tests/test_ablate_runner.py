@@ -1,0 +1,90 @@
+"""`elfctl ablate` end to end on a tiny model: steps called in-process, a finished matching run reused instead of
+retrained (issue 19 item 8), failures shown with their own message."""
+
+import json
+
+import pytest
+
+from elfctl.ablate.runner import PIPELINE, run_ablation
+from elfctl.ablate.spec import load_spec
+from elfctl.cli import main
+from elfctl.config import load_config
+from elfctl.errors import ConfigError
+
+
+def _spec(tmp_path, recipe, metrics="[diversity]", variants=None):
+    variants = variants or ("  - {name: steps-2, sample: [sample.steps=2]}\n"
+                            "  - {name: steps-3, sample: [sample.steps=3]}\n")
+    p = tmp_path / "tiny_ablation.yaml"
+    p.write_text(f"description: tiny\nfinding: none\nscales: {{quick: {{recipe: {recipe}}}}}\n"
+                 f"plot_x: sample.steps\nmetrics: {metrics}\nvariants:\n{variants}")
+    return load_spec(str(p))
+
+
+def _train(recipe, *overrides):
+    from elfctl.train.trainer import Trainer
+
+    return Trainer(load_config(recipe, list(overrides)), log=lambda s: None).run()
+
+
+def test_steps_run_in_process_and_a_finished_matching_run_is_reused(tmp_path, tiny_recipe, monkeypatch):
+    recipe = tiny_recipe()
+    _train(recipe)                                  # the recipe's own run: <tmp>/run, finished at step 3
+    trained = []
+    import elfctl.train.trainer as trainer
+
+    real_run = trainer.Trainer.run
+    monkeypatch.setattr(trainer.Trainer, "run", lambda self: trained.append(self.run_dir) or real_run(self))
+    logs = []
+    out = tmp_path / "ablate"
+    summary = run_ablation(_spec(tmp_path, recipe), "quick", out, log=logs.append, reuse_roots=[])
+    assert trained == []                            # nothing retrained
+    reuse_lines = [s for s in logs if "reusing the finished run" in s]
+    assert len(reuse_lines) == 2 and str(tmp_path / "run") in reuse_lines[0] and "step 3" in reuse_lines[0]
+    rows = summary["rows"]
+    assert [r["variant"] for r in rows] == ["steps-2", "steps-3"] and [r["x"] for r in rows] == [2, 3]
+    assert all(r["run_dir"] == str(tmp_path / "run") and r["reused_run"] == str(tmp_path / "run") for r in rows)
+    assert not (out / "tiny-ablation-quick" / "runs").exists()
+    headers = [json.loads(open(r["samples"]).readline()) for r in rows]
+    assert [h["sampler"]["steps"] for h in headers] == [2, 3]
+    res = json.loads((out / "tiny-ablation-quick" / "results.json").read_text())
+    assert res["rows"][0]["eval"] == rows[0]["eval"] and "diversity" in json.loads(open(rows[0]["eval"]).read())
+    # a second run reuses samples and scores too: no new log line for sample or eval
+    logs.clear()
+    run_ablation(_spec(tmp_path, recipe), "quick", out, log=logs.append, reuse_roots=[])
+    assert not any("] sample" in s or "] eval" in s for s in logs)
+
+
+def test_a_different_training_config_is_trained_not_reused(tmp_path, tiny_recipe):
+    recipe = tiny_recipe()
+    _train(recipe, "optim.lr=0.001")                # same recipe, another learning rate: another model
+    logs = []
+    out = tmp_path / "ablate"
+    spec = _spec(tmp_path, recipe, variants="  - {name: only, sample: [sample.steps=2]}\n")
+    summary = run_ablation(spec, "quick", out, log=logs.append, reuse_roots=[])
+    own = out / "tiny-ablation-quick" / "runs" / "base"
+    assert not any("reusing" in s for s in logs) and summary["rows"][0]["run_dir"] == str(own)
+    assert summary["rows"][0]["step"] == 3 and summary["rows"][0]["reused_run"] is None
+    # the variant's own finished run is then used as it is
+    logs.clear()
+    run_ablation(spec, "quick", out, log=logs.append, reuse_roots=[])
+    assert any(f"{own} is finished (step 3)" in s for s in logs)
+
+
+def test_a_failing_step_shows_its_own_message(tmp_path, tiny_recipe, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)                     # the CLI also looks under ./runs for runs to reuse
+    recipe = tiny_recipe()
+    _train(recipe)
+    spec = _spec(tmp_path, recipe, metrics="[bleu]", variants="  - {name: v, sample: [sample.steps=2]}\n")
+    with pytest.raises(ConfigError) as e:
+        run_ablation(spec, "quick", tmp_path / "ablate", log=lambda s: None, reuse_roots=[])
+    msg = str(e.value)
+    assert msg.startswith("ablation tiny-ablation (quick), variant 'v', eval step: ")
+    assert "no 'reference' fields" in msg            # the eval's own message, not "exit 2: elfctl eval ..."
+    assert main(["ablate", str(spec.path), "--out", str(tmp_path / "ablate")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ablation tiny-ablation (quick), variant 'v', eval step:")
+
+
+def test_the_pipeline_is_named_steps():
+    assert [name for name, _ in PIPELINE] == ["train", "sample", "eval"]
