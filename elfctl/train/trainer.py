@@ -158,10 +158,19 @@ class DataSource:
 
 class Trainer:
     def __init__(self, cfg: Config, *, fresh: bool = False, log: Callable[[str], None] = print,
-                 data_source: Optional[Callable[[Config, Path, torch.device], "DataSource"]] = None):
-        """``data_source`` builds the data (default :class:`DataSource`); tests pass synthetic ones."""
+                 data_source: Optional[Callable[[Config, Path, torch.device], "DataSource"]] = None,
+                 objective: Optional[Callable[[Config, "DataSource", torch.device], Callable]] = None,
+                 init_weights: Optional[Callable[[], dict]] = None):
+        """``data_source`` builds the data (default :class:`DataSource`); tests pass synthetic ones.
+
+        ``objective`` builds the loss (default: the ELF objective of the recipe; ``elfctl distill`` passes its
+        distillation objective). ``init_weights`` gives the network's starting weights (a state dict) for a run
+        that has no checkpoint yet; the optimiser and the EMA then start from them. A resumed run ignores it.
+        """
         self.cfg = cfg
         self.data_source = data_source or (lambda c, r, d: DataSource(c, r, d, log=self._log))
+        self.objective_factory = objective
+        self.init_weights = init_weights
         self.fresh = fresh
         self.log_line = log
         self.info, self.device = init_distributed(cfg.train.device)
@@ -217,6 +226,8 @@ class Trainer:
         data = self.data_source(cfg, self.run_dir, device)
         torch.manual_seed(cfg.train.seed)  # model init is the same on every rank
         model = build_model(cfg.model, data.encoder.latent_dim, data.encoder.vocab_size).to(device)
+        if latest is None and self.init_weights is not None:
+            ckpt.load_state_dict_strict(model, self.init_weights(), what="the initial weights")
         modules: list[nn.Module] = [model] + ([data.encoder] if data.trainable_encoder else [])
         accum = cfg.train.grad_accum
         shards = info.world_size * accum
@@ -231,8 +242,9 @@ class Trainer:
         ema = (fsdp.ShardedEMA(model, cfg.optim.ema_decay, info.is_main) if self.sharded
                else EMA(model, cfg.optim.ema_decay))
         order = BatchOrder(len(data.dataset), cfg.train.batch_size, shards, cfg.train.seed)
-        objective = ElfObjective(cfg.objective, prediction=cfg.model.prediction,
-                                 use_sc_cfg=cfg.model.num_sc_cfg_tokens > 0, pad_token=cfg.data.pad_token)
+        objective = (self.objective_factory(cfg, data, device) if self.objective_factory is not None
+                     else ElfObjective(cfg.objective, prediction=cfg.model.prediction,
+                                       use_sc_cfg=cfg.model.num_sc_cfg_tokens > 0, pad_token=cfg.data.pad_token))
 
         step = 0
         if latest is not None:
@@ -375,13 +387,17 @@ class Trainer:
             ema.load_state_dict(ckpt.load_tensors(path, "ema"))
             if data.trainable_encoder:
                 fsdp.load_full_model_state(data.encoder, ckpt.load_tensors(path, "encoder"), what=f"{what} encoder")
-            fsdp.load_full_optimizer_states(opt.optimizers, state["optimizers"])
+            if state["optimizers"] is not None:  # None: weights imported by `elfctl import`, fresh moments
+                fsdp.load_full_optimizer_states(opt.optimizers, state["optimizers"])
             return int(state["step"])
         ckpt.load_state_dict_strict(model, ckpt.load_tensors(path, "model"), what=what)
         ema.load_state_dict(ckpt.load_tensors(path, "ema"))
         if data.trainable_encoder:
             data.encoder.load_state_dict(ckpt.load_tensors(path, "encoder"))
-        opt.load_state_dict(state["optimizers"])
+        if state["optimizers"] is not None:  # None: weights imported by `elfctl import`, fresh moments
+            opt.load_state_dict(state["optimizers"])
+        else:
+            self._log(f"{path} holds weights only (imported): the optimizer starts from fresh moments")
         return int(state["step"])
 
 
