@@ -186,15 +186,24 @@ class SampleConfig:
     compile: bool = _f(False, "torch.compile the network for sampling.")
 
 
+JUDGE_DTYPES = ("float32", "bfloat16", "float64")   # the one list; elfctl.eval.protocol checks against it
+
+
 @dataclass
 class EvalConfig:
-    judge: str = _f("gpt2-large", "Gen PPL judge (causal LM source); offline: builtin:smollm2-135m.")
-    judge_dtype: str = _f("float32", "Judge dtype.", choices=("float32", "bfloat16", "float64"))
-    judge_batch_size: int = _f(8, "Samples per judge forward.", lo=1)
-    max_judge_length: int = _f(1024, "Judge tokens per sample (truncate).", lo=2)
-    protocol: str = _f("elf", "Scoring rules: elf (ELF-METHOD §5) or mdlm (MDLM/Duo's).", choices=("elf", "mdlm"))
+    judge: str = _f("gpt2-large", "Gen PPL judge (a causal LM): a hub id (gpt2-large, the paper's), a local "
+                    "directory or .gguf file, or a builtin: name; `elfctl eval` uses its offline judge when this "
+                    "one is not available here.")
+    judge_dtype: str = _f("float32", "Dtype the judge scores in (part of the protocol: changes its hash).",
+                          choices=JUDGE_DTYPES)
+    judge_batch_size: int = _f(8, "Samples per judge forward (does not change results).", lo=1)
+    max_judge_length: int = _f(1024, "Judge tokens per sample, BOS/EOS included; longer samples are truncated.",
+                               lo=2)
+    protocol: str = _f("elf", "Gen PPL scoring rules: elf (the paper's protocol, independent of batching) or mdlm "
+                       "(MDLM/Duo's rules, for re-scoring their samples).", choices=("elf", "mdlm"))
     bootstrap: int = _f(1000, "Bootstrap resamples for the 95% interval (0 disables).", lo=0)
-    reference_text: Optional[str] = _f(None, "Real held-out text scored beside the samples.")
+    reference_text: Optional[str] = _f(None, "A file of real held-out text scored beside the samples through the "
+                                       "same rules (the data's own Gen PPL).")
 
 
 # The authors' few-step sampler settings for a distilled student (DISTILLATION.md "Sampling the student").
@@ -468,12 +477,28 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+def _check_file_keys(path: Path, data: dict) -> None:
+    """Unknown sections and keys of one recipe file, reported with that file (before files and overrides merge)."""
+    valid_top = [*SECTIONS, *TOP_LEVEL_SCALARS, "extends"]
+    for key, value in data.items():
+        if key in SECTIONS:
+            fields = [f.name for f in dataclasses.fields(SECTIONS[key])]
+            for k in value if isinstance(value, dict) else ():
+                if k not in fields:
+                    raise ConfigError(f"{path}: unknown key '{key}.{k}'{_hint(str(k), fields)}; valid keys of "
+                                      f"'{key}': {', '.join(fields)}")
+        elif key not in valid_top:
+            raise ConfigError(f"{path}: unknown section '{key}'{_hint(str(key), valid_top)}; valid: "
+                              f"{', '.join(valid_top)}")
+
+
 def _load_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     path = path.resolve()
     if path in seen:
         chain = " -> ".join(p.name for p in (*seen, path))
         raise ConfigError(f"{path}: 'extends' cycle: {chain}")
     data = _read_yaml(path)
+    _check_file_keys(path, data)
     parent = data.pop("extends", None)
     if parent is None:
         return data

@@ -64,3 +64,33 @@ def test_a_third_party_plugin_shows_in_its_own_panel(monkeypatch, tmp_path, caps
 def test_usage_error_exit_code_2(capsys):
     assert cli.main(["train"]) == 2  # missing RECIPE
     assert cli.main(["no-such-command"]) == 2
+
+
+def test_debug_after_the_subcommand_is_the_root_option(capsys):
+    # issue 19 item 13: the error hint says "run with --debug"; it used to work only before the subcommand
+    from elfctl.errors import ConfigError
+
+    assert cli.main(["recipes", "show", "no-such-recipe"]) == 2
+    capsys.readouterr()
+    for argv in (["--debug", "recipes", "show", "no-such-recipe"], ["recipes", "show", "no-such-recipe", "--debug"]):
+        try:
+            cli.main(argv)
+        except ConfigError:
+            continue   # --debug: the exception itself, with its traceback
+        raise AssertionError(f"{argv}: --debug did not re-raise")
+    assert cli._take_debug(["sample", "--", "--debug"]) == (["sample", "--", "--debug"], False)
+
+
+def test_an_unknown_key_in_a_recipe_file_names_the_file(tmp_path, capsys):
+    parent = tmp_path / "parent.yaml"
+    parent.write_text("optim:\n  blrr: 0.001\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: parent.yaml\ntrain:\n  steps: 3\n")
+    assert cli.main(["train", str(child)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(parent.resolve()) in err[0] and "unknown key 'optim.blrr'" in err[0]
+    assert "did you mean 'blr'" in err[0]
+    child.write_text("traine:\n  steps: 3\n")
+    assert cli.main(["train", str(child)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(child.resolve()) in err and "unknown section 'traine'" in err and "did you mean 'train'" in err

@@ -1,6 +1,7 @@
 """Reading users' files and hub datasets: formats, splits, and one-line errors (exit code 2) for bad input."""
 
 import json
+import re
 import time
 
 import pytest
@@ -119,3 +120,28 @@ def test_hub_dataset_offline_fails_fast_in_one_line(monkeypatch, tmp_path, capsy
     assert time.perf_counter() - t < 20
     assert code == 2 and len(err.splitlines()) == 1
     assert "hub dataset 'no-such-org/no-such-data'" in err and "data.dataset" in err
+
+
+@pytest.mark.parametrize("source", ["data/my.csv", "my.CSV", "corpus/train/part1", "data/my.JSONL"])
+def test_a_missing_local_file_is_not_taken_for_a_hub_id(tmp_path, monkeypatch, source):
+    # issue 19 item 15: `data/my.csv` used to go to the hub (ConnectionError); now one line naming the key and file
+    from elfctl.config import DataConfig
+    from elfctl.data.text_sources import load_records
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus").mkdir()
+    import elfctl.data.text_sources as ts
+
+    monkeypatch.setattr(ts, "_load_hub", lambda *a, **k: pytest.fail("treated as a hub id"))
+    with pytest.raises(ConfigError, match=r"^data.dataset: file or directory not found: " + re.escape(source)):
+        load_records(DataConfig(dataset=source), "train")
+
+
+def test_a_csv_file_is_refused_not_read_as_text_lines(tmp_path):
+    from elfctl.config import DataConfig
+    from elfctl.data.text_sources import load_records
+
+    p = tmp_path / "my.csv"
+    p.write_text("text,label\nthe cat,1\n")
+    with pytest.raises(ConfigError, match=r"\.csv files are not read; export it to JSONL .*'text'"):
+        load_records(DataConfig(dataset=str(p)), "train")

@@ -85,8 +85,18 @@ def _normalise(records: list[dict], data_cfg) -> list[dict]:
     return [{"text": r[data_cfg.text_field]} for r in records]
 
 
+# Formats that look like data but are not read: refused by name instead of being read as lines of text.
+TABULAR = (".csv", ".tsv", ".parquet", ".arrow", ".feather", ".xlsx", ".xls")
+# Extensions that mark a data.dataset string as a local file even when it does not exist (never a hub id).
+FILE_SUFFIXES = (".jsonl", ".json", ".txt", ".text", ".md", ".gz", ".zip", ".bz2", ".xz", *TABULAR)
+
+
 def _read_file(path: Path, data_cfg) -> list[dict]:
-    if path.suffix in (".jsonl", ".json"):
+    if path.suffix.lower() in TABULAR:
+        fields = " and ".join(f"'{f}'" for f in _fields(data_cfg))
+        raise ConfigError(f"data.dataset: {path}: {path.suffix} files are not read; export it to JSONL (one object "
+                          f"per line with {fields}) or plain text (.txt)")
+    if path.suffix.lower() in (".jsonl", ".json"):
         return _normalise(read_jsonl(path, _fields(data_cfg)), data_cfg)
     if data_cfg.task == "conditional":
         raise ConfigError(f"{path}: conditional data needs JSONL with '{data_cfg.input_field}' and "
@@ -153,9 +163,18 @@ def load_records(data_cfg, split: str, data_dir: Optional[str] = None, limit: Op
         raise ConfigError(f"data.dataset: {path} has no {split}.jsonl / {split}.txt")
     if path.is_file():
         return _split_list(_read_file(path, data_cfg), split, data_cfg)
-    if not is_hub_id(source) or source.endswith((".jsonl", ".txt", ".json")):
-        raise ConfigError(f"data.dataset: file or directory not found: {source}")
+    if not is_hub_id(source) or _looks_local(source):
+        raise ConfigError(f"data.dataset: file or directory not found: {source} (looked at {path.resolve()}; a local "
+                          f"dataset is a .jsonl, .json or .txt file or a folder of them, a hub dataset is owner/name)")
     return _load_hub(source, split, data_cfg, limit)
+
+
+def _looks_local(source: str) -> bool:
+    """A path that does not exist rather than a hub id: a file extension (data/my.csv), more than one '/', or a
+    first component that is a local folder."""
+    parts = source.split("/")
+    return (Path(source).suffix.lower() in FILE_SUFFIXES or len(parts) > 2
+            or (len(parts) > 1 and Path(parts[0]).expanduser().is_dir()))
 
 
 def _load_hub(source: str, split: str, data_cfg, limit: Optional[int] = None) -> list[dict]:

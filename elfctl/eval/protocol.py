@@ -2,7 +2,7 @@
 
 Two numbers are comparable exactly when their protocol hashes match (the judge is part of the protocol).
 
-``elf`` (ELF-METHOD §5, made independent of batching): retokenize each sample's text with the judge's tokenizer
+``elf`` (the paper's protocol, made independent of batching): retokenize each sample's text with the judge's tokenizer
 (no special tokens added by the tokenizer); prepend the judge's BOS when the judge has one in the BOS table
 (SmolLM2: ``<|endoftext|>``; GPT-2 Large: none, as in the paper); cut the text after its first EOS; truncate to
 ``max_length`` tokens; a sample that ends before ``max_length`` ends with exactly one EOS (its own first EOS, or
@@ -21,18 +21,19 @@ import json
 from dataclasses import asdict, dataclass, replace
 from typing import Optional
 
+from elfctl.config import JUDGE_DTYPES as DTYPES
 from elfctl.errors import ConfigError
+from elfctl.eval.judge import OFFLINE_JUDGE
 
 PROTOCOLS = ("elf", "mdlm")
-DTYPES = ("float32", "bfloat16", "float64")
 
 # The BOS a judge's samples are prefixed with under the `elf` protocol (None: no BOS; the first text token is
 # then the unscored context). GPT-2 Large has none (the paper and the authors' code add nothing); SmolLM2 is a
 # Llama model trained with `<|endoftext|>` (id 0) at document boundaries, which it needs as context.
 JUDGE_BOS = {"gpt2-large": None, "gpt2": None, "gpt2-medium": None, "gpt2-xl": None,
-             "builtin:smollm2-135m": "<|endoftext|>"}
+             OFFLINE_JUDGE: "<|endoftext|>"}
 # The end-of-document token (the tokenizer's eos_token is a chat-turn end for instruct models).
-JUDGE_EOS = {"builtin:smollm2-135m": "<|endoftext|>"}
+JUDGE_EOS = {OFFLINE_JUDGE: "<|endoftext|>"}
 
 
 @dataclass(frozen=True)
@@ -77,13 +78,19 @@ EOS_RULES = {
 }
 
 
+def check_judge_dtype(dtype: str) -> str:
+    """The one check of a judge dtype (recipes check ``eval.judge_dtype`` against the same list)."""
+    if dtype not in DTYPES:
+        raise ConfigError(f"judge dtype {dtype!r} is not valid; choose {', '.join(DTYPES)}")
+    return dtype
+
+
 def make_protocol(name: str, judge: str, *, judge_dtype: str = "float32", max_length: int = 1024,
                   bos: Optional[str] = "default", eos: Optional[str] = "default") -> Protocol:
     """The named protocol for one judge. ``bos``/``eos`` default to the judge's entries in the tables above."""
     if name not in PROTOCOLS:
         raise ConfigError(f"--protocol: {name!r} is not valid; choose {' or '.join(PROTOCOLS)}")
-    if judge_dtype not in DTYPES:
-        raise ConfigError(f"judge dtype {judge_dtype!r} is not valid; choose {', '.join(DTYPES)}")
+    check_judge_dtype(judge_dtype)
     if max_length < 2:
         raise ConfigError(f"max judge length {max_length} is out of range; must be >= 2")
     if eos == "default":

@@ -1,7 +1,7 @@
 """BLEU (sacreBLEU corpus BLEU, lowercase, effective order) and ROUGE-1/2/L (rouge-score F, stemming, ×100).
 
-Both follow ELF-METHOD §5 and the authors' ``metrics_utils``: one reference per hypothesis; ROUGE is the mean over
-pairs of each pair's F-measure (``scorer.score(reference, hypothesis)``), times 100.
+Both follow the paper's evaluation and the authors' ``metrics_utils``: one reference per hypothesis; ROUGE is the
+mean over pairs of each pair's F-measure (``scorer.score(reference, hypothesis)``), times 100.
 """
 
 from __future__ import annotations
