@@ -6,7 +6,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -35,19 +34,12 @@ def test_resume_after_sigkill_reproduces_the_uninterrupted_loss_sequence(tmp_pat
     ref, cut = tmp_path / "ref", tmp_path / "cut"
     subprocess.run([sys.executable, WORKER, str(ref)], check=True, env=ENV, capture_output=True, timeout=300)
 
-    # Start the same run, SIGKILL it once the step-4 checkpoint exists and a later step has been logged.
-    proc = subprocess.Popen([sys.executable, WORKER, str(cut)], env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        done = ckpt.latest_checkpoint(cut)
-        if done is not None and (cut / "metrics.jsonl").exists() and max(losses(cut), default=0) >= 6:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_at = max(losses(cut))
-    assert killed_at < 12, "the run finished before it could be killed"
+    # The same run SIGKILLs itself while encoding step 7's batch: steps 1-6 are logged, step 4 is the last
+    # checkpoint (a deterministic point, not a polled moment).
+    r = subprocess.run([sys.executable, WORKER, str(cut), "--signal-at", "7:KILL"], env=ENV, capture_output=True,
+                       timeout=300)
+    assert r.returncode == -signal.SIGKILL
+    assert max(losses(cut)) == 6 and ckpt.latest_checkpoint(cut).name == "step_00000004"
     subprocess.run([sys.executable, WORKER, str(cut)], check=True, env=ENV, capture_output=True, timeout=300)
 
     a, b = losses(ref), losses(cut)

@@ -9,90 +9,116 @@ Layout of a run directory::
         encoder.safetensors (learned encoders)   train_state.pt    optimizer/scheduler/RNG/data position
         config.yaml         the run's config     meta.json         step, latent_dim, vocab_size, ...
 
-A checkpoint is written into a hidden temporary directory, every file fsynced, then renamed into place:
-killing the process at any moment leaves the previous checkpoint intact and loadable. ``meta.json`` is
-written last, so a directory without it is never considered complete. ``train_state.pt`` holds only
-tensors and plain containers and is read with ``torch.load(weights_only=True)``: no arbitrary unpickling.
+A checkpoint is written into a hidden temporary directory (every file through ``elfctl.atomic``, so fsynced),
+then renamed into place: killing the process at any moment leaves the previous checkpoint intact and loadable.
+``meta.json`` is written last and records the SHA-256 and size of every other file (``files``), so a directory
+without it is never considered complete, and a file damaged later (a torn copy, a bad disk) is found by
+:func:`verify_checkpoint` before it is used: every read through this module checks the file it reads. A write
+that fails (disk full, permissions) removes its temporary directory and raises one line naming what failed;
+the checkpoints already written are untouched. ``train_state.pt`` holds only tensors and plain containers and
+is read with ``torch.load(weights_only=True)``: no arbitrary unpickling.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
+import re
 import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 
-from elfctl.errors import ConfigError
+from elfctl.atomic import atomic_write_bytes, atomic_write_json, fsync_dir
+from elfctl.errors import ConfigError, ElfRuntimeError
 
 CKPT_DIR = "checkpoints"
 PREFIX = "step_"
+STEP_DIR = re.compile(rf"{PREFIX}\d+")
+CORRUPT_PREFIX = "corrupt-"  # a damaged checkpoint moved aside (kept, never deleted, never listed)
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+class CorruptCheckpoint(ConfigError):
+    """A checkpoint file is missing, truncated or differs from the checksum its manifest recorded."""
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a small text file via temp + fsync + rename."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+class CheckpointWriteError(ElfRuntimeError):
+    """Writing a checkpoint failed (disk full, permissions); the previous checkpoints are intact."""
 
 
 def _contiguous_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
 
 
+def _write_hashed(path: Path, data: bytes, files: dict) -> None:
+    atomic_write_bytes(path, data)
+    files[path.name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
 def save_checkpoint(run_dir: Path, step: int, *, model_state: dict, ema_state: dict, train_state: dict,
                     meta: dict, config_yaml: str, encoder_state: Optional[dict] = None,
                     keep_last: int = 3) -> Path:
-    """Write checkpoint ``step`` atomically and prune all but the newest ``keep_last``."""
+    """Write checkpoint ``step`` atomically and prune all but the newest ``keep_last``.
+
+    Raises :class:`CheckpointWriteError` (one line) when the disk refuses the write; nothing is pruned then.
+    """
     root = Path(run_dir) / CKPT_DIR
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{step:08d}"
     tmp = root / f".tmp-{PREFIX}{step:08d}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    save_file(_contiguous_cpu(model_state), tmp / "model.safetensors")
-    save_file(_contiguous_cpu(ema_state), tmp / "ema.safetensors")
-    if encoder_state:
-        save_file(_contiguous_cpu(encoder_state), tmp / "encoder.safetensors")
-    torch.save(train_state, tmp / "train_state.pt")
-    (tmp / "config.yaml").write_text(config_yaml, encoding="utf-8")
-    (tmp / "meta.json").write_text(json.dumps({**meta, "step": step}, indent=2), encoding="utf-8")
-    for f in tmp.iterdir():
-        _fsync_file(f)
-    _fsync_dir(tmp)
-    if final.exists():  # re-saving the same step (e.g. after a resume): swap atomically-ish
-        old = root / f".old-{final.name}-{os.getpid()}"
-        os.replace(final, old)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        files: dict[str, dict] = {}
+        _write_hashed(tmp / "model.safetensors", save_safetensors(_contiguous_cpu(model_state)), files)
+        _write_hashed(tmp / "ema.safetensors", save_safetensors(_contiguous_cpu(ema_state)), files)
+        if encoder_state:
+            _write_hashed(tmp / "encoder.safetensors", save_safetensors(_contiguous_cpu(encoder_state)), files)
+        buf = io.BytesIO()
+        torch.save(train_state, buf)
+        _write_hashed(tmp / "train_state.pt", buf.getvalue(), files)
+        _write_hashed(tmp / "config.yaml", config_yaml.encode("utf-8"), files)
+        atomic_write_json(tmp / "meta.json", {**meta, "step": step, "files": files})  # last: marks it complete
+        fsync_dir(tmp)
+        if final.exists():  # the same step again (resumed from an older one): set the previous copy aside
+            _set_aside(final)
         os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-    _fsync_dir(root)
+        fsync_dir(root)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        previous = latest_checkpoint(run_dir)
+        raise CheckpointWriteError(
+            f"could not write checkpoint step {step} under {root} ({e.strerror or e}); nothing was lost: "
+            f"{'the previous checkpoint ' + str(previous) + ' is intact' if previous else 'no earlier checkpoint'}"
+            f"; free space or fix permissions and run the same command to resume") from None
     for stale in list_checkpoints(run_dir)[:-keep_last]:
         shutil.rmtree(stale, ignore_errors=True)
     return final
+
+
+def _set_aside(ckpt: Path) -> None:
+    """Move a checkpoint directory out of the listing: a corrupt one is kept under ``corrupt-<name>``, an
+    intact one (about to be replaced by the same step) is removed once moved."""
+    try:
+        verify_checkpoint(ckpt)
+        intact = True
+    except CorruptCheckpoint:
+        intact = False
+    aside = ckpt.with_name(f"{CORRUPT_PREFIX}{ckpt.name}" if not intact else f".old-{ckpt.name}-{os.getpid()}")
+    n = 1
+    while aside.exists():  # never overwrite an earlier corrupt copy
+        n += 1
+        aside = ckpt.with_name(f"{CORRUPT_PREFIX}{ckpt.name}.{n}")
+    os.replace(ckpt, aside)
+    if intact:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def _is_complete(path: Path) -> bool:
@@ -104,7 +130,7 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     root = Path(run_dir) / CKPT_DIR
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and _is_complete(p)]
+    found = [p for p in root.iterdir() if p.is_dir() and STEP_DIR.fullmatch(p.name) and _is_complete(p)]
     return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
 
 
@@ -114,15 +140,92 @@ def latest_checkpoint(run_dir: Path) -> Optional[Path]:
 
 
 def read_meta(ckpt: Path) -> dict:
-    return json.loads((Path(ckpt) / "meta.json").read_text(encoding="utf-8"))
+    path = Path(ckpt) / "meta.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CorruptCheckpoint(f"{path}: missing; {Path(ckpt)} is not a complete checkpoint") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CorruptCheckpoint(f"{path}: unreadable ({type(e).__name__}); the checkpoint is corrupt") from None
+    if not isinstance(meta, dict):
+        raise CorruptCheckpoint(f"{path}: not a checkpoint manifest (a JSON object)")
+    return meta
+
+
+def _read_verified(ckpt: Path, name: str, meta: Optional[dict] = None) -> bytes:
+    """The bytes of one checkpoint file, checked against the size and SHA-256 recorded in its manifest."""
+    path = Path(ckpt) / name
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CorruptCheckpoint(f"{path}: missing from the checkpoint") from None
+    except OSError as e:
+        raise CorruptCheckpoint(f"{path}: unreadable ({e.strerror or e})") from None
+    want = (meta if meta is not None else read_meta(ckpt)).get("files", {}).get(name)
+    if want:  # checkpoints written before checksums were recorded have none: their loaders still check format
+        if len(data) != want.get("bytes"):
+            raise CorruptCheckpoint(f"{path}: {len(data)} bytes, but the checkpoint recorded {want.get('bytes')} "
+                                    f"(truncated or damaged)")
+        if hashlib.sha256(data).hexdigest() != want.get("sha256"):
+            raise CorruptCheckpoint(f"{path}: its SHA-256 differs from the one the checkpoint recorded (damaged)")
+    return data
+
+
+def verify_checkpoint(ckpt: Path) -> dict:
+    """Check every file the manifest lists (size and SHA-256); return the manifest. Raises
+    :class:`CorruptCheckpoint` naming the first bad file. Older checkpoints without checksums are checked by
+    parsing their safetensors headers."""
+    ckpt = Path(ckpt)
+    meta = read_meta(ckpt)
+    files = meta.get("files")
+    if files:
+        for name in files:
+            _read_verified(ckpt, name, meta)
+    else:
+        for name in ("model", "ema", "encoder"):
+            if (ckpt / f"{name}.safetensors").is_file() or name == "model":
+                load_tensors(ckpt, name)
+    return meta
 
 
 def load_tensors(ckpt: Path, name: str) -> dict[str, torch.Tensor]:
-    return load_file(str(Path(ckpt) / f"{name}.safetensors"))
+    """``<name>.safetensors`` of a checkpoint, verified against its manifest."""
+    data = _read_verified(ckpt, f"{name}.safetensors")
+    try:
+        return load_safetensors(data)
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for torn files
+        raise CorruptCheckpoint(f"{Path(ckpt) / (name + '.safetensors')}: not a readable safetensors file "
+                                f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
 
 
 def load_train_state(ckpt: Path) -> dict[str, Any]:
-    return torch.load(Path(ckpt) / "train_state.pt", map_location="cpu", weights_only=True)
+    data = _read_verified(ckpt, "train_state.pt")
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a torn zip / pickle raises many types
+        raise CorruptCheckpoint(f"{Path(ckpt) / 'train_state.pt'}: unreadable ({type(e).__name__}); "
+                                f"the checkpoint is corrupt") from None
+
+
+def newest_intact_checkpoint(run_dir: Path, warn: Callable[[str], None]) -> Optional[Path]:
+    """The newest checkpoint of a run whose files all verify. Each corrupt newer one costs one ``warn`` line
+    naming it and the checkpoint used instead; corrupt ones are left in place. None when there is none at all;
+    :class:`CorruptCheckpoint` when every one is corrupt."""
+    ckpts = list_checkpoints(run_dir)
+    bad: list[tuple[Path, str]] = []
+    for path in reversed(ckpts):
+        try:
+            verify_checkpoint(path)
+        except CorruptCheckpoint as e:
+            bad.append((path, str(e)))
+            continue
+        for corrupt, why in bad:
+            warn(f"checkpoint {corrupt} is corrupt ({why}); resuming from {path}, the newest intact one "
+                 f"(the corrupt one is kept)")
+        return path
+    if bad:
+        raise CorruptCheckpoint(f"every checkpoint of {run_dir} is corrupt; the newest: {bad[0][1]}")
+    return None
 
 
 def newest_run(runs_root: Path) -> Path:

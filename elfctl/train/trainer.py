@@ -21,19 +21,20 @@ import torch
 import torch.nn as nn
 from torch.utils.data import default_collate
 
-from elfctl.config import Config, load_resolved
+from elfctl.atomic import atomic_write_text
+from elfctl.config import Config
 from elfctl.errors import ConfigError, ElfRuntimeError
 from elfctl.model import build_model, count_parameters
 from elfctl.objective import ElfObjective
 from elfctl.train import checkpoint as ckpt
 from elfctl.train import fsdp
+from elfctl.train import run_dir as rundir
 from elfctl.train.compiled import compile_blocks
 from elfctl.train.distributed import DistInfo, all_reduce_mean, init_distributed
 from elfctl.train.optim import EMA, Optimizers, peak_lr
 from elfctl.train.order import BatchOrder, shard_seed
+from elfctl.train.stop import GracefulStop
 
-# Sections whose change makes an existing run's checkpoints meaningless for this recipe.
-RESUME_MUST_MATCH = ("model", "encoder", "data", "objective")
 
 
 def _all_reduce_grads(module: nn.Module, world_size: int) -> None:
@@ -58,19 +59,6 @@ class TrainResult:
     step: int
     last_metrics: dict
     checkpoint: Optional[Path]
-
-
-def _first_difference(a: dict, b: dict, prefix: str = "") -> Optional[str]:
-    for key in sorted(set(a) | set(b)):
-        va, vb = a.get(key), b.get(key)
-        path = f"{prefix}{key}"
-        if isinstance(va, dict) and isinstance(vb, dict):
-            diff = _first_difference(va, vb, path + ".")
-            if diff:
-                return diff
-        elif va != vb:
-            return f"{path}: run has {va!r}, recipe has {vb!r}"
-    return None
 
 
 class DataSource:
@@ -157,7 +145,9 @@ class DataSource:
 
 
 class Trainer:
-    def __init__(self, cfg: Config, *, fresh: bool = False, log: Callable[[str], None] = print,
+    command = "train"  # named in the run directory's lock
+
+    def __init__(self, cfg: Config, *, fresh: bool = False, new: bool = False, log: Callable[[str], None] = print,
                  data_source: Optional[Callable[[Config, Path, torch.device], "DataSource"]] = None,
                  objective: Optional[Callable[[Config, "DataSource", torch.device], Callable]] = None,
                  init_weights: Optional[Callable[[], dict]] = None):
@@ -177,6 +167,10 @@ class Trainer:
         fsdp.check_config(cfg, self.info.world_size)
         self.sharded = bool(cfg.train.fsdp)  # FSDP2 (check_config: only under torchrun with >= 2 ranks)
         self.run_dir = cfg.resolved_run_dir()
+        if new:  # --new: a new directory beside an existing run (its config records where it went)
+            self.run_dir = rundir.new_run_dir(self.run_dir)
+            cfg.train.run_dir = str(self.run_dir)
+        self._stop = GracefulStop()
 
     # ------------------------------------------------------------------ setup
     def _log(self, msg: str) -> None:
@@ -184,21 +178,12 @@ class Trainer:
             self.log_line(msg)
 
     def _prepare_run_dir(self) -> Optional[Path]:
-        latest = ckpt.latest_checkpoint(self.run_dir)
-        if latest is not None:
-            if self.fresh:
-                raise ConfigError(f"train.run_dir: {self.run_dir} already holds checkpoints and --fresh refuses to "
-                                  f"resume; pick another train.run_dir or remove that directory")
-            saved = load_resolved(latest / "config.yaml").to_dict()
-            now = self.cfg.to_dict()
-            for section in RESUME_MUST_MATCH:
-                diff = _first_difference(saved[section], now[section], section + ".")
-                if diff:
-                    raise ConfigError(f"cannot resume {self.run_dir}: {diff}; use another train.run_dir or --fresh "
-                                      f"with a new directory")
-        if self.info.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            ckpt.atomic_write_text(self.run_dir / "config.yaml", self.cfg.to_yaml())
+        """The checkpoint to resume from (the newest intact one), after refusing a config that differs."""
+        latest = ckpt.newest_intact_checkpoint(self.run_dir, warn=lambda m: self._log(f"warning: {m}"))
+        if latest is not None and self.fresh:
+            raise ConfigError(f"train.run_dir: {self.run_dir} already holds checkpoints and --fresh refuses to "
+                              f"resume; pick another train.run_dir, pass --new, or remove that directory")
+        rundir.check_same_config(self.run_dir, self.cfg, latest)
         return latest
 
     def _trim_metrics(self, step: int) -> None:
@@ -213,10 +198,16 @@ class Trainer:
                     keep.append(line)
             except json.JSONDecodeError:
                 break  # a torn last line from a kill
-        ckpt.atomic_write_text(path, "".join(line + "\n" for line in keep))
+        atomic_write_text(path, "".join(line + "\n" for line in keep))
 
     # ------------------------------------------------------------------ main
     def run(self) -> TrainResult:
+        """Train holding the run directory's lock; SIGTERM/SIGINT end it at a step boundary with a checkpoint."""
+        with rundir.claimed(self.run_dir, command=self.command, log=self._log, is_main=self.info.is_main), \
+                self._stop:
+            return self._run()
+
+    def _run(self) -> TrainResult:
         cfg, info, device = self.cfg, self.info, self.device
         if device.type == "cpu":
             from elfctl.cpu_allocator import keep_freed_memory
@@ -253,6 +244,8 @@ class Trainer:
             self._log(f"resumed {self.run_dir} from step {step}")
         else:
             self._trim_metrics(0)
+        if info.is_main:  # setup succeeded: the run now exists, with the config it is trained with
+            rundir.write_run_config(self.run_dir, cfg)
         self._log(f"model {cfg.model.preset}: {count_parameters(model) / 1e6:.2f}M parameters; "
                   f"{len(data.dataset)} training examples; lr {lr:.2e}; device {device}; world size {info.world_size}"
                   + ("; FSDP" if self.sharded else "")
@@ -278,7 +271,7 @@ class Trainer:
             self._log(f"nothing to do: run is at step {step} >= train.steps {cfg.train.steps}")
             return TrainResult(self.run_dir, step, {}, latest)
 
-        window = _Window(device)
+        window = self._window = _Window(device, getattr(self, "_resumed_window", None))
         first_bad = torch.tensor(-1, device=device)
         last_ckpt = latest
         last_metrics: dict = {}
@@ -333,6 +326,10 @@ class Trainer:
                         progress.update(step, last_metrics, self._log)
                 if is_save:
                     last_ckpt = self._save(step, model, ema, opt, data)
+                if self._stop.requested(info.enabled, device) and step < cfg.train.steps:  # SIGTERM/Ctrl-C
+                    if not is_save:
+                        last_ckpt = self._save(step, model, ema, opt, data)
+                    raise self._stop.stopped(step, last_ckpt)
         finally:
             progress.close()
         self._log(f"done: step {step}, checkpoint {last_ckpt}")
@@ -355,6 +352,7 @@ class Trainer:
     def _save(self, step: int, model: nn.Module, ema: EMA, opt: Optimizers, data: DataSource) -> Optional[Path]:
         path = None
         is_main = self.info.is_main
+        window = self._window.state(self.info)  # metrics since the last log step: a resume continues them
         if self.sharded:  # every rank joins the gathers; rank 0 receives the full tensors
             model_state = fsdp.full_model_state(model, is_main)
             ema_state = ema.state_dict()
@@ -370,7 +368,7 @@ class Trainer:
                     "elfctl_version": __import__("elfctl").__version__}
             path = ckpt.save_checkpoint(self.run_dir, step, model_state=model_state,
                                         ema_state=ema_state, encoder_state=enc_state,
-                                        train_state={"optimizers": opt_state, "step": step},
+                                        train_state={"optimizers": opt_state, "step": step, "window": window},
                                         meta=meta, config_yaml=self.cfg.to_yaml(), keep_last=self.cfg.train.keep_last)
         if self.info.enabled:
             import torch.distributed as dist
@@ -382,6 +380,7 @@ class Trainer:
         """Load a checkpoint (full tensors, whatever the run that wrote it); FSDP keeps each rank's chunks."""
         what = f"checkpoint {path}"
         state = ckpt.load_train_state(path)
+        self._resumed_window = state.get("window")
         if self.sharded:
             fsdp.load_full_model_state(model, ckpt.load_tensors(path, "model"), what=what)
             ema.load_state_dict(ckpt.load_tensors(path, "ema"))
@@ -404,9 +403,20 @@ class Trainer:
 class _Window:
     """Device-side sums of the metrics between two log steps (one sync per log step)."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, state: Optional[dict] = None):
         self.device = device
         self.reset()
+        if state:  # resumed between two log steps: continue the sums the checkpoint carried
+            self.loss, self.l2, self.ce, self.grad_norm = (state[k].to(device) for k in ("loss", "l2", "ce",
+                                                                                         "grad_norm"))
+            self.micro, self.steps, self.tokens = state["micro"], state["steps"], state["tokens"]
+
+    def state(self, info: DistInfo) -> dict:
+        """The sums as a checkpoint stores them; under torchrun the ranks' means (the log averages over ranks)."""
+        sums = torch.stack([self.loss, self.l2, self.ce, self.grad_norm]).float()
+        sums = all_reduce_mean(sums, info).detach().cpu()
+        return {"loss": sums[0].clone(), "l2": sums[1].clone(), "ce": sums[2].clone(), "grad_norm": sums[3].clone(),
+                "micro": self.micro, "steps": self.steps, "tokens": self.tokens}
 
     def reset(self) -> None:
         z = lambda: torch.zeros((), device=self.device)  # noqa: E731
