@@ -48,8 +48,7 @@ def main() -> None:
     model = build_model(cfg.model, data.encoder.latent_dim, data.encoder.vocab_size)
     opt = Optimizers(cfg.optim, [model], lr=peak_lr(cfg.optim, cfg.train.batch_size), total_steps=cfg.train.steps)
     ema = EMA(model, cfg.optim.ema_decay)
-    objective = ElfObjective(cfg.objective, prediction=cfg.model.prediction,
-                             use_sc_cfg=cfg.model.num_sc_cfg_tokens > 0, pad_token=cfg.data.pad_token)
+    objective = ElfObjective.from_config(cfg)
     B, n = cfg.train.batch_size, len(data.dataset)
     phases = ["batch", "encode", "fwd", "bwd", "clip", "opt", "ema"]
     total = dict.fromkeys(phases, 0.0)
@@ -60,8 +59,7 @@ def main() -> None:
         marks.append(time.perf_counter())
         x = data.latents(batch, None)
         marks.append(time.perf_counter())
-        key_mask = batch["attention_mask"].bool() if cfg.data.pad_token == "pad" else None
-        out = objective(model, x, batch["input_ids"], batch["attention_mask"], batch["cond_mask"], key_mask=key_mask)
+        out = objective(model, x, batch["input_ids"], batch["attention_mask"], batch["cond_mask"])
         marks.append(time.perf_counter())
         out.loss.backward()
         marks.append(time.perf_counter())

@@ -130,9 +130,15 @@ class OptimConfig:
     adam_b1: float = _f(0.9, "Adam beta1.", lo=0.0, hi=1.0)
     adam_b2: float = _f(0.95, "Adam beta2.", lo=0.0, hi=1.0)
     muon_momentum: float = _f(0.95, "Muon momentum.", lo=0.0, hi=1.0)
+    muon_ns_dtype: str = _f("float32", "Precision of Muon's Newton-Schulz iteration: float32 with eps 1e-8 (the "
+                            "authors') or bfloat16 with eps 1e-7 (torch.optim.Muon's).",
+                            choices=("float32", "bfloat16"))
     muon_vocab_head: bool = _f(True, "Optimise the vocabulary projection (C x vocab) with Muon, as the authors do; "
                                "false moves it to Adam (its Newton-Schulz step dominates a small model's CPU step).")
     warmup_steps: int = _f(0, "Linear warm-up steps.", lo=0)
+    warmup_epochs: Optional[float] = _f(None, "Linear warm-up in passes over the training set (the paper: 0.5), "
+                                        "resolved to steps like train.epochs; replaces optim.warmup_steps (set "
+                                        "that to 0).", lo=0.0)
     schedule: str = _f("constant", "LR after warm-up.", choices=("constant", "cosine"))
     min_lr_ratio: float = _f(0.0, "Cosine schedule floor, as a fraction of the peak lr.", lo=0.0, hi=1.0)
     grad_clip: float = _f(1.0, "Gradient-norm clip (0 disables).", lo=0.0)
@@ -141,7 +147,10 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = _f(1000, "Optimizer steps.", lo=1)
+    steps: Optional[int] = _f(1000, "Optimizer steps (null when train.epochs gives the length).", lo=1)
+    epochs: Optional[float] = _f(None, "Training length in passes over the training set, as the paper states it: "
+                                 "ceil(epochs x examples / batch_size) steps, printed at start. Set train.steps "
+                                 "to null with it.", lo=0.0, lo_open=True)
     batch_size: int = _f(32, "Global batch size (examples per optimizer step, all ranks together).", lo=1)
     grad_accum: int = _f(1, "Gradient-accumulation micro-steps per optimizer step.", lo=1)
     save_every: int = _f(500, "Checkpoint every N steps (and at the end).", lo=1)
@@ -375,6 +384,14 @@ def _build_section(name: str, cls: type, values: dict) -> Any:
 
 
 def _cross_checks(cfg: Config) -> None:
+    if cfg.train.steps is not None and cfg.train.epochs is not None:
+        raise ConfigError(f"train.epochs: given together with train.steps ({cfg.train.steps}); set one, the other to "
+                          f"null (e.g. train.epochs=null train.steps=100)")
+    if cfg.train.steps is None and cfg.train.epochs is None:
+        raise ConfigError("train.steps: null, and no train.epochs either; set one (e.g. train.steps=1000)")
+    if cfg.optim.warmup_epochs is not None and cfg.optim.warmup_steps:
+        raise ConfigError(f"optim.warmup_epochs: given together with optim.warmup_steps ({cfg.optim.warmup_steps}); "
+                          f"set one, the other to 0 / null")
     if cfg.data.max_input_length is not None and cfg.data.max_input_length >= cfg.data.max_length:
         raise ConfigError(f"data.max_input_length: {cfg.data.max_input_length} leaves no room for the target; "
                           f"must be < data.max_length ({cfg.data.max_length})")

@@ -29,8 +29,9 @@ class ModelShape:
     num_heads: int
 
 
-# Sizes of the paper (ELF-B/M/L) and two small ones for CPUs. Parameter counts with t5-small's
-# latent width (512) and vocabulary (32,128): 105M / 342M / 652M for B / M / L.
+# Sizes of the paper (ELF-B/M/L) and two small ones for CPUs. Parameter counts with t5-small's latent width (512)
+# and vocabulary, len(tokenizer) = 32,100 (its embedding table's 32,128 rows include 28 unused padding rows):
+# 104.58M / 342.54M / 652.10M for B / M / L (the paper: 105M / 342M / 652M).
 PRESETS: dict[str, ModelShape] = {
     "elf-tiny": ModelShape(depth=4, hidden_size=128, num_heads=4),
     "elf-small": ModelShape(depth=6, hidden_size=384, num_heads=6),

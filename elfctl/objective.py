@@ -10,6 +10,15 @@ Each example takes one of two branches:
 
 One forward serves both kinds of rows; the loss is (Σ CE + Σ L2) / (number of loss positions).
 
+Decode rows get an entirely zero self-conditioning half, condition positions included (as the authors' code, and
+as the sampler's decode pass); denoise rows keep the clean condition latents there. The network sees every
+position as a key: the authors pass no key mask in training or sampling, and neither does elfctl (the sampler
+cannot know where generated text ends, so a training-only mask would differ from sampling).
+
+The per-row branch draws (decode rows, self-conditioned rows) live on the CPU: which rows take which pass is
+then known on the host, so choosing them never waits for the accelerator (no ``.any()`` / ``nonzero()`` on a
+device tensor in a training step).
+
 The two no-grad helper passes (self-conditioning's first pass and SC-CFG's conditional pass) only run on
 the rows that use them: the first on denoise rows, the second on self-conditioned denoise rows. The authors'
 code runs both on the whole batch; the rows skipped here never reach the loss, so the result is the same.
@@ -33,10 +42,10 @@ class Draws:
 
     t: torch.Tensor            # (B,) denoise time
     eps: torch.Tensor          # (B, L, C) denoise noise
-    decode_rows: torch.Tensor  # (B,) bool: example trains the decode branch
+    decode_rows: torch.Tensor  # (B,) bool, CPU: example trains the decode branch
     lam: torch.Tensor          # (B, L, 1) decode-branch per-token signal fraction
     eps_dec: torch.Tensor      # (B, L, C) decode-branch noise (unit scale)
-    sc_rows: torch.Tensor      # (B,) bool: example trains with self-conditioning
+    sc_rows: torch.Tensor      # (B,) bool, CPU: example trains with self-conditioning
     sc_cfg: Optional[torch.Tensor]  # (B,) SC-CFG scale fed to its tokens, or None
 
 
@@ -49,25 +58,38 @@ class LossOutput:
 
 
 class ElfObjective:
-    """Builds the ELF loss from an ``ObjectiveConfig`` and the model's prediction type."""
+    """Builds the ELF loss from an ``ObjectiveConfig`` and the model's prediction type.
 
-    def __init__(self, obj_cfg, prediction: str = "x", use_sc_cfg: bool = True, pad_token: str = "pad"):
+    Build it from a whole recipe with :meth:`from_config` (trainer, benchmarks): that is the one place that
+    knows which other sections (prediction, SC-CFG tokens, pad token) the loss depends on.
+    """
+
+    def __init__(self, obj_cfg, prediction: str = "x", use_sc_cfg: bool = True, pad_token: str = "pad",
+                 path: Optional[FlowPath] = None):
         self.cfg = obj_cfg
-        self.path = FlowPath(noise_scale=obj_cfg.noise_scale, t_eps=obj_cfg.t_eps, prediction=prediction)
+        self.path = path or FlowPath(noise_scale=obj_cfg.noise_scale, t_eps=obj_cfg.t_eps, prediction=prediction)
         self.use_sc_cfg = use_sc_cfg
         self.pad_token = pad_token
 
+    @classmethod
+    def from_config(cls, cfg) -> "ElfObjective":
+        """The objective of a whole :class:`~elfctl.config.Config`."""
+        return cls(cfg.objective, use_sc_cfg=cfg.model.num_sc_cfg_tokens > 0, pad_token=cfg.data.pad_token,
+                   path=FlowPath.from_config(cfg))
+
     def draw(self, x: torch.Tensor) -> Draws:
-        """Draw a batch's randomness from torch's global RNG (seeded per step and shard by the trainer)."""
+        """Draw a batch's randomness from torch's global RNGs (seeded per step and shard by the trainer).
+
+        The two per-row branch masks come from the CPU generator (on a CPU run: the same stream as before)."""
         c = self.cfg
         B, L, _ = x.shape
         dev = x.device
         t = sample_time(B, schedule=c.time_schedule, p_mean=c.p_mean, p_std=c.p_std, device=dev)
         eps = torch.randn_like(x)
-        decode_rows = torch.rand(B, device=dev) < c.decoder_prob
+        decode_rows = torch.rand(B) < c.decoder_prob
         lam = torch.sigmoid(torch.randn(B, L, 1, device=dev) * c.decoder_p_std + c.decoder_p_mean)
         eps_dec = torch.randn_like(x)
-        sc_rows = torch.rand(B, device=dev) < c.self_cond_prob
+        sc_rows = torch.rand(B) < c.self_cond_prob
         sc_cfg = (sample_sc_cfg_scale(B, lo=c.sc_cfg_min, hi=c.sc_cfg_max, device=dev)
                   if self.use_sc_cfg else None)
         return Draws(t, eps, decode_rows, lam, eps_dec, sc_rows, sc_cfg)
@@ -79,7 +101,7 @@ class ElfObjective:
 
     def __call__(self, model: nn.Module, x: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                  cond_mask: torch.Tensor, *, draws: Optional[Draws] = None, drop_cond: Optional[torch.Tensor] = None,
-                 key_mask: Optional[torch.Tensor] = None, helper_model: Optional[nn.Module] = None) -> LossOutput:
+                 helper_model: Optional[nn.Module] = None) -> LossOutput:
         """Loss of one batch.
 
         Args:
@@ -88,7 +110,6 @@ class ElfObjective:
             attention_mask: (B, L) valid tokens; cond_mask: (B, L) condition positions (kept clean, no loss).
             draws: the batch's randomness (default: drawn now).
             drop_cond: (B,) bool, label drop for CFG: the condition latents of these rows are zeroed.
-            key_mask: (B, L) keys the network may attend to (None: all).
             helper_model: the unwrapped network for the no-grad passes (default: ``model``).
         """
         helper = helper_model if helper_model is not None else model
@@ -100,33 +121,37 @@ class ElfObjective:
 
         z = path.interpolate(x, d.eps, d.t, cond)
         z_dec = d.lam * x + (1 - d.lam) * c.decoder_noise_scale * d.eps_dec
-        dec = d.decode_rows
+        # Row choices on the host (Draws keeps them on the CPU; .cpu() is then free), used on the device.
+        dec_host, sc_host = d.decode_rows.cpu(), d.sc_rows.cpu()
+        dec = dec_host.to(x.device, non_blocking=True)
         rows_dec = dec[:, None, None]
         z_in = torch.where(rows_dec, z_dec, z)
         t_in = torch.where(dec, torch.ones_like(d.t), d.t)
         v_target = path.velocity(x, z, d.t)
 
+        # Self-conditioning half: zero, with the clean condition latents on denoise rows only (decode rows:
+        # entirely zero, condition positions included).
+        x_sc = keep_condition(torch.zeros_like(x), x, cond & ~dec[:, None])
         # Self-conditioning first pass (zero self-cond input) on the denoise rows that need it.
-        x_sc = keep_condition(torch.zeros_like(x), x, cond)
-        use_sc = d.sc_rows & ~dec
+        use_sc = sc_host & ~dec_host
         guided = self.use_sc_cfg and c.self_cond_prob > 0
-        if use_sc.any():
-            idx = use_sc.nonzero().squeeze(1)
+        if bool(use_sc.any()):
+            idx = use_sc.nonzero().squeeze(1).to(x.device, non_blocking=True)
             with torch.no_grad():
-                x_u, v_u = self._predict(helper, z[idx], d.t[idx], x_sc[idx], d.sc_cfg, idx, key_mask, cond, x)
+                x_u, v_u = self._predict(helper, z[idx], d.t[idx], x_sc[idx], d.sc_cfg, idx, cond, x)
             x_sc = x_sc.index_copy(0, idx, x_u.to(x_sc.dtype))
             if guided:
                 # SC-CFG target: v + (1 − 1/w)(v_cond − v_uncond), v_cond from the self-conditioned pass.
                 with torch.no_grad():
-                    _, v_c = self._predict(helper, z[idx], d.t[idx], x_u, d.sc_cfg, idx, key_mask, cond, x)
+                    _, v_c = self._predict(helper, z[idx], d.t[idx], x_u, d.sc_cfg, idx, cond, x)
                 w = d.sc_cfg[idx].view(-1, 1, 1)
                 v_target = v_target.index_add(0, idx, ((1 - 1 / w) * (v_c - v_u)).to(v_target.dtype))
 
         # The decode head runs on the decode rows only (possibly none: a 0-row matmul keeps every parameter
         # in the graph, which DDP needs).
-        dec_idx = dec.nonzero().squeeze(1)
-        out, logits = model(z_in, t_in, x_sc=x_sc, sc_cfg=d.sc_cfg, decode=dec.float(), key_mask=key_mask,
-                            return_logits=True, logit_rows=dec_idx)
+        dec_idx = dec_host.nonzero().squeeze(1).to(x.device, non_blocking=True)
+        out, logits = model(z_in, t_in, x_sc=x_sc, sc_cfg=d.sc_cfg, decode=dec.float(), return_logits=True,
+                            logit_rows=dec_idx)
         _, v_pred = path.to_x_v(out, z, d.t)
 
         loss_mask = self.loss_mask(attention_mask, cond).float()
@@ -142,9 +167,8 @@ class ElfObjective:
             l2_mean = (l2 * l2_mask).sum() / l2_mask.sum().clamp(min=1.0)
         return LossOutput(loss=loss, l2=l2_mean, ce=ce_mean, n_positions=n.detach())
 
-    def _predict(self, model, z, t, x_sc, sc_cfg, idx, key_mask, cond, x):
+    def _predict(self, model, z, t, x_sc, sc_cfg, idx, cond, x):
         """(x̂, v̂) of a denoise pass on the selected rows, condition positions restored to x."""
-        out, _ = model(z, t, x_sc=x_sc, sc_cfg=None if sc_cfg is None else sc_cfg[idx],
-                       key_mask=None if key_mask is None else key_mask[idx])
+        out, _ = model(z, t, x_sc=x_sc, sc_cfg=None if sc_cfg is None else sc_cfg[idx])
         x_hat, v_hat = self.path.to_x_v(out, z, t)
         return keep_condition(x_hat, x[idx], cond[idx]), v_hat

@@ -14,7 +14,7 @@ def write(tmp_path, name, text):
 
 
 def test_round_trip(tmp_path):
-    cfg = load_config("owt", ["train.steps=7"])
+    cfg = load_config("owt", ["train.steps=7", "train.epochs=null"])
     p = write(tmp_path, "resolved.yaml", cfg.to_yaml())
     assert load_resolved(p) == cfg
 

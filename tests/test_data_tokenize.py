@@ -106,3 +106,45 @@ def test_gpt2_style_tokenizer_without_pad_pads_with_eos_masked(tmp_path):
     it = SequenceBuilder(tok, cfg.data).text("a b")
     assert it["input_ids"].tolist() == [1, 2, 0, 0, 0]
     assert it["attention_mask"].tolist() == [True, True, True, False, False]
+
+
+def test_eos_padding_is_never_an_encoder_key_but_carries_loss(tiny_encoder_dir):
+    # ELF-METHOD §1: with eos as pad the padding positions are not keys for the encoder (the authors mark only
+    # real tokens valid), while the loss still covers every target position (the model learns eos runs).
+    from elfctl.objective import ElfObjective
+
+    cfg, tok, ids = _setup(tiny_encoder_dir, "data.task=conditional", "data.max_length=10", "data.pad_token=eos")
+    it = SequenceBuilder(tok, cfg.data).pair("the cat", "a dog")
+    n_c, n = len(ids("the cat")) + 1, len(ids("the cat")) + len(ids("a dog")) + 2
+    assert it["input_ids"].tolist()[n:] == [tok.eos_token_id] * (10 - n)
+    assert it["attention_mask"].tolist() == [True] * n + [False] * (10 - n)
+    m = encoder_attention_mask(it["attention_mask"][None], it["cond_mask"][None])[0]
+    assert not m[:, n:].any()                        # no query sees a padding key
+    assert m[n_c:, :n].all()                         # target and padding queries see every real token
+    loss = ElfObjective(cfg.objective, pad_token="eos").loss_mask(it["attention_mask"][None], it["cond_mask"][None])
+    assert loss[0].tolist() == [False] * n_c + [True] * (10 - n_c)
+
+
+def test_conditional_summary_counts_cut_inputs_and_cut_targets(tiny_encoder_dir):
+    cfg, tok, _ = _setup(tiny_encoder_dir, "data.task=conditional", "data.max_length=8", "data.max_input_length=3",
+                         "data.pad_token=eos")
+    b = SequenceBuilder(tok, cfg.data)
+    b.pair("the big red cat", "a dog")            # input cut
+    b.pair("the cat", "a dog sat on the mat")     # target cut
+    b.pair("the big red cat", "a dog sat on the big red mat")  # both
+    b.pair("the", "a dog")                        # neither
+    st = b.stats
+    assert (st.examples, st.truncated, st.cond_truncated, st.target_truncated) == (4, 3, 2, 2)
+    assert st.summary(cfg.data) == ("2 of 4 inputs truncated to 3 tokens (data.max_input_length, eos included), "
+                                    "2 targets truncated to fit max_length 8, 0 blank skipped")
+
+
+def test_texts_longer_than_the_tokenizer_maximum_raise_no_transformers_warning(tiny_encoder_dir, capfd):
+    from elfctl.data.tokenize import batch_token_ids, token_ids
+
+    cfg, tok, _ = _setup(tiny_encoder_dir, "data.max_length=4")
+    tok.model_max_length = 3
+    text = "the big red cat sat on the mat"
+    assert len(batch_token_ids(tok, [text])[0]) > 3 and len(token_ids(tok, text)) > 3
+    SequenceBuilder(tok, cfg.data).text(text)
+    assert "longer than the specified maximum" not in capfd.readouterr().err

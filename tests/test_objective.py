@@ -145,3 +145,75 @@ def test_v_prediction_uses_network_output_as_velocity():
     out = obj(StubNet(), torch.ones(1, 1, 1), torch.zeros(1, 1, dtype=torch.long), torch.ones(1, 1, dtype=torch.bool),
               torch.zeros(1, 1, dtype=torch.bool), draws=draws(1, 1, 1, t=[0.5]))
     assert math.isclose(out.loss.item(), 1.0, rel_tol=1e-6)
+
+
+def test_decode_rows_get_an_all_zero_self_conditioning_half_condition_positions_included():
+    # Row 0 decodes, row 1 denoises without self-conditioning, row 2 denoises with it. Condition: position 0.
+    # Decode row: x_sc zero everywhere (the authors' code, and the sampler's decode pass). Denoise rows: the clean
+    # condition latent x at the condition position, zero (row 1) or the first pass's x̂ (row 2: a = 0.5) elsewhere.
+    obj = objective(self_cond_prob=0.5)
+    net = StubNet(a=0.5)
+    x = torch.full((3, 2, 1), 3.0)
+    cm = torch.tensor([[True, False]] * 3)
+    obj(net, x, torch.zeros(3, 2, dtype=torch.long), torch.ones(3, 2, dtype=torch.bool), cm,
+        draws=draws(3, 2, 1, t=[0.5, 0.5, 0.5], decode=(0,), sc=(0, 2)))
+    x_sc = net.calls[-1]["x_sc"][..., 0]
+    assert x_sc.tolist() == [[0.0, 0.0], [3.0, 0.0], [3.0, 0.5]]
+    assert net.calls[-1]["decode"].tolist() == [1.0, 0.0, 0.0]
+
+
+def test_branch_draws_live_on_the_cpu_and_keep_the_cpu_stream():
+    # The per-row masks are drawn on the CPU (no device sync to pick rows); on a CPU run the draws are the
+    # same numbers, in the same order, as drawing everything from one generator.
+    obj = objective(decoder_prob=0.5, self_cond_prob=0.5)
+    torch.manual_seed(3)
+    d = obj.draw(torch.zeros(6, 2, 1))
+    torch.manual_seed(3)
+    torch.sigmoid(torch.randn(6) * 0.8 - 1.5)   # t
+    torch.randn(6, 2, 1)                          # eps
+    dec = torch.rand(6) < 0.5
+    torch.randn(6, 2, 1)                          # lam
+    torch.randn(6, 2, 1)                          # eps_dec
+    sc = torch.rand(6) < 0.5
+    assert d.decode_rows.device.type == "cpu" and d.sc_rows.device.type == "cpu"
+    assert torch.equal(d.decode_rows, dec) and torch.equal(d.sc_rows, sc)
+
+
+def test_training_passes_no_key_mask_to_the_network_as_sampling_does(tmp_path, monkeypatch):
+    # Today's sampler attends over every position (it cannot know where generated text ends); training on data
+    # with padding (pad_token: pad) must do the same, in every pass of the objective.
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from synthetic import SyntheticData
+    from elfctl.train.trainer import Trainer
+
+    class PaddedData(SyntheticData):
+        def __init__(self, cfg, run_dir, device):
+            super().__init__(cfg, run_dir, device, n=8)
+            for it in self.dataset:
+                it["attention_mask"][3:] = False  # 3 real tokens, then padding
+
+    seen = []
+    forward = ELF.forward
+
+    def recording(self, z, t, **kw):
+        seen.append(kw.get("key_mask"))
+        return forward(self, z, t, **kw)
+
+    monkeypatch.setattr(ELF, "forward", recording)
+    cfg = load_config(None, ["train.steps=2", "train.batch_size=4", "train.save_every=2", "data.max_length=6",
+                             "data.pad_token=pad", "model.depth=1", "model.hidden_size=16", "model.num_heads=2",
+                             "objective.self_cond_prob=1.0", "objective.decoder_prob=0.5",
+                             f"train.run_dir={tmp_path / 'r'}"])
+    Trainer(cfg, data_source=PaddedData, log=lambda s: None).run()
+    assert len(seen) >= 4 and all(m is None for m in seen)
+
+
+def test_from_config_reads_prediction_sc_cfg_tokens_and_pad_token():
+    cfg = load_config(None, ["model.prediction=v", "model.num_sc_cfg_tokens=0", "data.pad_token=eos",
+                             "objective.noise_scale=3.0", "objective.t_eps=0.1"])
+    obj = ElfObjective.from_config(cfg)
+    assert (obj.path.prediction, obj.path.noise_scale, obj.path.t_eps) == ("v", 3.0, 0.1)
+    assert obj.use_sc_cfg is False and obj.pad_token == "eos" and obj.cfg is cfg.objective

@@ -33,7 +33,9 @@ def expected_manifest(cfg, split: str, dtype: str) -> dict:
             "latent_mean": e.latent_mean, "latent_std": e.latent_std, "dataset": d.dataset, "task": d.task,
             "hub_config": d.hub_config, "split": split, "max_length": d.max_length,
             "max_input_length": d.max_input_length, "pad_token": d.pad_token, "packing": d.packing,
-            "split_seed": d.split_seed, "val_fraction": d.val_fraction, "max_examples": d.max_examples, "dtype": dtype}
+            "split_seed": d.split_seed, "val_fraction": d.val_fraction, "max_examples": d.max_examples, "dtype": dtype,
+            # eos-padded caches written before the padding stopped being encoder keys hold other latents
+            **({"padding_keys": "masked"} if d.pad_token == "eos" else {})}
 
 
 def check_manifest(manifest: dict, cfg, split: Optional[str] = None) -> None:

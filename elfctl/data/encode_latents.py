@@ -80,7 +80,7 @@ def encode_to_cache(cfg, path: Path, *, split: str, dtype: str = "float16", batc
     ds = build_dataset(cfg, split, tok)
     st = ds.stats
     echo(f"tokenized {len(ds)} examples of {cfg.data.dataset} [{split}] in {time.perf_counter() - t0:.1f}s "
-         f"({st.truncated} truncated to max_length {cfg.data.max_length}, {st.skipped} blank skipped)")
+         f"({st.summary(cfg.data)})")
     if len(ds) == 0:
         raise ConfigError(f"data.dataset: '{cfg.data.dataset}' [{split}] has no examples to encode")
     if old is not None:

@@ -1,17 +1,24 @@
 """Tokenizers and fixed-length sequences with the masks of ELF-METHOD §1.
 
 Every example becomes three tensors of length ``data.max_length``:
-``input_ids``; ``attention_mask`` (valid tokens: loss and attention); ``cond_mask`` (condition positions).
+``input_ids``; ``attention_mask`` (real tokens, padding excluded whatever the pad token: the encoder's keys,
+and the loss positions under ``pad_token: pad``); ``cond_mask`` (condition positions).
 
 * unconditional: ``text + [eos]``, then padded (``pad_token: pad``: pad id, not valid) or packed windows;
 * conditional: ``[c + eos ; y + eos]``, the condition (with its eos) first truncated to ``max_input_length``, then
   the target cut so the whole sequence fits ``max_length`` (a cut text always keeps its closing eos); padding with eos
-  (``pad_token: eos``: every position valid, so the model learns to emit eos runs) or pad.
+  (``pad_token: eos``: the loss covers every target position, so the model learns to emit eos runs, but the padding
+  is never a key for the encoder, as in the authors' code) or pad.
 
 Special tokens: texts are tokenized with ``add_special_tokens=False`` and the eos is appended here, so every
 tokenizer behaves alike. BERT-style tokenizers get no [CLS]; their [SEP] serves as eos (and [PAD] as pad). T5's
 ``</s>`` is its eos. A tokenizer without a pad token (GPT-2) pads with eos, still masked out under ``pad``.
-An example counts as truncated when any of its tokens were cut (``Stats.truncated``).
+An example counts as truncated when any of its tokens were cut (``Stats.truncated``); conditional examples also
+count their cut conditions and cut targets (``Stats.cond_truncated``, ``Stats.target_truncated``), which
+:meth:`Stats.summary` reports in one line.
+
+Texts are tokenized with ``verbose=False``: a text longer than the tokenizer's ``model_max_length`` is cut here to
+``max_length``, so transformers' "sequence length is longer than the maximum" warning would be noise.
 """
 
 from __future__ import annotations
@@ -64,14 +71,14 @@ def pad_id(tok) -> int:
 
 
 def token_ids(tok, text: str) -> list[int]:
-    return tok(text, add_special_tokens=False)["input_ids"]
+    return tok(text, add_special_tokens=False, verbose=False)["input_ids"]
 
 
 def batch_token_ids(tok, texts: list[str], chunk: int = 1024) -> list[list[int]]:
     """Token ids of many texts; one tokenizer call per chunk (fast tokenizers then work in parallel)."""
     out: list[list[int]] = []
     for i in range(0, len(texts), chunk):
-        out += tok(texts[i:i + chunk], add_special_tokens=False)["input_ids"]
+        out += tok(texts[i:i + chunk], add_special_tokens=False, verbose=False)["input_ids"]
     return out
 
 
@@ -81,6 +88,17 @@ class Stats:
     tokens: int = 0
     truncated: int = 0
     skipped: int = 0  # records dropped before tokenizing (blank text, blank condition or target)
+    cond_truncated: int = 0    # conditional: conditions cut to fit max_input_length / max_length
+    target_truncated: int = 0  # conditional: targets cut to fit max_length after their condition
+
+    def summary(self, data_cfg) -> str:
+        """One line: how many examples were cut, and (conditional) which part."""
+        if data_cfg.task == "conditional":
+            room = min(data_cfg.max_input_length or data_cfg.max_length - 1, data_cfg.max_length - 1)
+            return (f"{self.cond_truncated} of {self.examples} inputs truncated to {room} tokens "
+                    f"(data.max_input_length, eos included), {self.target_truncated} targets truncated to fit "
+                    f"max_length {data_cfg.max_length}, {self.skipped} blank skipped")
+        return f"{self.truncated} truncated to max_length {data_cfg.max_length}, {self.skipped} blank skipped"
 
 
 class SequenceBuilder:
@@ -98,7 +116,7 @@ class SequenceBuilder:
         n_valid = len(ids)
         ids = ids + [self.fill] * (L - n_valid)
         am = torch.zeros(L, dtype=torch.bool)
-        am[: (L if self.cfg.pad_token == "eos" else n_valid)] = True
+        am[:n_valid] = True  # real tokens only, also with eos as pad (its loss mask is in the objective)
         cm = torch.zeros(L, dtype=torch.bool)
         cm[:n_cond] = True
         self.stats.examples += 1
@@ -116,15 +134,15 @@ class SequenceBuilder:
              y: Optional[list[int]] = None) -> dict[str, torch.Tensor]:
         c = token_ids(self.tok, cond) if c is None else list(c)
         room_c = min(self.cfg.max_input_length or self.L - 1, self.L - 1) - 1
-        truncated = len(c) > room_c
+        cut_c = len(c) > room_c
         c = c[:room_c] + [self.eos]
         y = token_ids(self.tok, target) if y is None else list(y)
         room_y = self.L - len(c) - 1  # >= 0: the condition (with its eos) is at most L - 1 tokens
-        if len(y) > room_y:
-            y = y[:room_y]  # the target keeps its closing eos, as an unconditional text does
-            truncated = True
-        y = y + [self.eos]
-        self.stats.truncated += int(truncated)
+        cut_y = len(y) > room_y
+        y = y[:room_y] + [self.eos]  # a cut target keeps its closing eos, as an unconditional text does
+        self.stats.truncated += int(cut_c or cut_y)
+        self.stats.cond_truncated += int(cut_c)
+        self.stats.target_truncated += int(cut_y)
         return self._finish(c + y, len(c))
 
     def packed(self, texts) -> list[dict[str, torch.Tensor]]:

@@ -31,6 +31,7 @@ from elfctl.train import fsdp
 from elfctl.train import run_dir as rundir
 from elfctl.train.compiled import compile_blocks
 from elfctl.train.distributed import DistInfo, all_reduce_mean, init_distributed
+from elfctl.train.length import resolve_length
 from elfctl.train.optim import EMA, Optimizers, peak_lr
 from elfctl.train.order import BatchOrder, shard_seed
 from elfctl.train.stop import GracefulStop
@@ -134,13 +135,14 @@ class DataSource:
         grad = torch.enable_grad() if self.trainable_encoder else torch.no_grad()
         if "latents" in batch:
             x = batch["latents"].float()
-            if drop is not None and drop.any():
-                rows = drop.nonzero().squeeze(1)
+            if drop is not None and bool(drop.any()):  # drop: (B,) bool on the CPU, so no device sync here
+                rows = drop.nonzero().squeeze(1).to(ids.device, non_blocking=True)
                 with torch.no_grad():
-                    enc = self.encoder(ids[rows], encoder_attention_mask(am[rows], cm[rows], drop[rows]))
+                    enc = self.encoder(ids[rows], encoder_attention_mask(am[rows], cm[rows], drop.to(ids.device)[rows]))
                 x = x.index_copy(0, rows, enc.float())
             return x
         with grad:
+            drop = None if drop is None else drop.to(ids.device, non_blocking=True)
             return self.encoder(ids, encoder_attention_mask(am, cm, drop)).float()
 
 
@@ -229,13 +231,14 @@ class Trainer:
             fsdp.shard(model, device, info.world_size, data.encoder if data.trainable_encoder else None,
                        bf16=cfg.train.bf16 and device.type == "cuda")
         lr = peak_lr(cfg.optim, cfg.train.batch_size)
-        opt = Optimizers(cfg.optim, modules, lr=lr, total_steps=cfg.train.steps)
+        length = resolve_length(cfg.train, cfg.optim, len(data.dataset))  # train.epochs -> steps
+        total = length.steps
+        opt = Optimizers(cfg.optim, modules, lr=lr, total_steps=total, warmup_steps=length.warmup_steps)
         ema = (fsdp.ShardedEMA(model, cfg.optim.ema_decay, info.is_main) if self.sharded
                else EMA(model, cfg.optim.ema_decay))
         order = BatchOrder(len(data.dataset), cfg.train.batch_size, shards, cfg.train.seed)
         objective = (self.objective_factory(cfg, data, device) if self.objective_factory is not None
-                     else ElfObjective(cfg.objective, prediction=cfg.model.prediction,
-                                       use_sc_cfg=cfg.model.num_sc_cfg_tokens > 0, pad_token=cfg.data.pad_token))
+                     else ElfObjective.from_config(cfg))
 
         step = 0
         if latest is not None:
@@ -250,6 +253,9 @@ class Trainer:
                   f"{len(data.dataset)} training examples; lr {lr:.2e}; device {device}; world size {info.world_size}"
                   + ("; FSDP" if self.sharded else "")
                   + (f"; latent cache {data.cache_path}" if data.cache_path else ""))
+        self._log(length.describe())
+        if length.warning():
+            self._log(length.warning())
 
         train_model: Callable = model
         helper_model: Callable = model  # the no-grad helper passes of the objective
@@ -267,39 +273,39 @@ class Trainer:
             train_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
         use_bf16 = cfg.train.bf16 and device.type == "cuda"
         params = [p for m in modules for p in m.parameters() if p.requires_grad]
-        if cfg.train.steps <= step:
-            self._log(f"nothing to do: run is at step {step} >= train.steps {cfg.train.steps}")
+        if total <= step:
+            self._log(f"nothing to do: run is at step {step} >= train.steps {total}")
             return TrainResult(self.run_dir, step, {}, latest)
 
         window = self._window = _Window(device, getattr(self, "_resumed_window", None))
         first_bad = torch.tensor(-1, device=device)
         last_ckpt = latest
         last_metrics: dict = {}
-        progress = _Progress(cfg.train.steps, step, enabled=info.is_main)
+        progress = _Progress(total, step, enabled=info.is_main)
         model.train()
         try:
-            while step < cfg.train.steps:
+            while step < total:
                 cur_lr = opt.set_step(step)
                 for micro in range(accum):
                     shard = info.rank * accum + micro
                     batch = data.batch(order.indices(step, shard), device)
                     torch.manual_seed(shard_seed(cfg.train.seed, step, shard))
-                    drop = None
+                    drop = None  # drawn on the CPU: choosing the rows to re-encode never waits for the device
                     if cfg.data.task == "conditional" and cfg.objective.label_drop_prob > 0:
-                        drop = torch.rand(batch["input_ids"].shape[0], device=device) < cfg.objective.label_drop_prob
+                        drop = torch.rand(batch["input_ids"].shape[0]) < cfg.objective.label_drop_prob
                     x = data.latents(batch, drop)
-                    key_mask = batch["attention_mask"].bool() if cfg.data.pad_token == "pad" else None
+                    if drop is not None:
+                        drop = drop.to(device, non_blocking=True)
                     sync = (contextlib.nullcontext() if micro == accum - 1 or not ddp else train_model.no_sync())
                     if forward is not None:
                         forward.begin()  # FSDP: gather the weights once for all of this micro-step's passes
                     with sync, torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                         out = objective(train_model, x, batch["input_ids"], batch["attention_mask"],
-                                        batch["cond_mask"], drop_cond=drop, key_mask=key_mask,
-                                        helper_model=helper_model)
+                                        batch["cond_mask"], drop_cond=drop, helper_model=helper_model)
                         (out.loss / accum).backward()
                     window.add(out, batch["input_ids"].numel())
                     first_bad = torch.where((first_bad < 0) & ~torch.isfinite(out.loss.detach()),
-                                            torch.tensor(step + 1, device=device), first_bad)
+                                            torch.full((), step + 1, device=device), first_bad)  # no host copy
                 if ddp and data.trainable_encoder:
                     # DDP wraps only the network: average the learned encoder's gradients by hand
                     _all_reduce_grads(data.encoder, info.world_size)
@@ -314,8 +320,8 @@ class Trainer:
                 step += 1
                 window.steps += 1
 
-                is_log = step % cfg.train.log_every == 0 or step == cfg.train.steps
-                is_save = step % cfg.train.save_every == 0 or step == cfg.train.steps
+                is_log = step % cfg.train.log_every == 0 or step == total
+                is_save = step % cfg.train.save_every == 0 or step == total
                 if is_log or is_save:
                     self._check_finite(first_bad)
                 if is_log:
