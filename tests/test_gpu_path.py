@@ -95,3 +95,81 @@ def test_compile_blocks_in_place_keeps_keys_and_results():
     with torch.no_grad():  # helper passes: other row counts, no grad
         torch.testing.assert_close(model(z[:3], t[:3])[0], eager(z[:3], t[:3])[0])
     torch._dynamo.reset()
+
+
+# ------------------------------------------------------------------ the judge on the run's device
+def _tiny_judge_dir(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from conftest import make_tokenizer_dir
+
+    tok = make_tokenizer_dir(tmp_path / "tok")
+    torch.manual_seed(0)
+    d = tmp_path / "judge"
+    tok.save_pretrained(str(d))
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=16, n_layer=2, n_head=2, n_positions=64)).save_pretrained(
+        str(d))
+    return d
+
+
+TEXTS = ["the cat sat on the mat", "a dog", "the big dog ran in the park on the mat", "cat", "the mat sat"]
+
+
+def test_judge_device_auto_is_the_cpu_here_and_scores_are_unchanged(tmp_path):
+    from elfctl.errors import ConfigError
+    from elfctl.eval.genppl import score_texts
+    from elfctl.eval.judge import judge_device, load_judge
+    from elfctl.eval.protocol import make_protocol
+
+    d = _tiny_judge_dir(tmp_path)
+    auto, cpu = load_judge(str(d)), load_judge(str(d), device="cpu")  # default: auto
+    assert judge_device("auto") == torch.device("cpu") and next(auto.model.parameters()).device.type == "cpu"
+    proto = make_protocol("elf", auto.name, bos="[PAD]")
+    a = score_texts(TEXTS, auto, proto, batch_size=2)
+    b = score_texts(TEXTS, cpu, proto, batch_size=1)
+    assert [s.n_scored for s in a] == [s.n_scored for s in b]
+    assert [s.nll_sum for s in a] == pytest.approx([s.nll_sum for s in b], rel=1e-6)
+    with pytest.raises(ConfigError, match="judge device: 'cuda' asked for, but no CUDA device is available"):
+        load_judge(str(d), device="cuda") if not torch.cuda.is_available() else judge_device("tpu")
+    # bf16 is a judge setting of its own, recorded in the protocol
+    assert make_protocol("elf", auto.name, judge_dtype="bfloat16").hash != make_protocol("elf", auto.name).hash
+
+
+def test_judge_batches_are_sorted_by_length():
+    from elfctl.eval.genppl import Row, score_rows
+    from elfctl.eval.judge import Judge
+
+    widths = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, input_ids, attention_mask=None):
+            widths.append((input_ids.shape[0], input_ids.shape[1]))
+            return type("Out", (), {"logits": torch.zeros(*input_ids.shape, 16)})()
+
+    lengths = [9, 2, 7, 3, 8, 2]
+    rows = [Row(list(range(n)), [1] * (n - 1), list(range(n))) for n in lengths]
+    out = score_rows(rows, Judge("rec", Recorder(), None), batch_size=2)
+    assert widths == [(2, 2), (2, 7), (2, 9)]  # (2, 2) (3, 7) (8, 9): similar lengths share a batch
+    assert [n for _, n in out] == [n - 1 for n in lengths]  # results back in the input order
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_judge_on_the_gpu_scores_like_the_cpu(tmp_path):
+    from elfctl.eval.genppl import score_texts
+    from elfctl.eval.judge import load_judge
+    from elfctl.eval.protocol import make_protocol
+
+    d = _tiny_judge_dir(tmp_path)
+    cpu = load_judge(str(d), device="cpu")
+    gpu = load_judge(str(d))  # auto: the GPU
+    assert next(gpu.model.parameters()).device.type == "cuda"
+    proto = make_protocol("elf", cpu.name, bos="[PAD]")
+    want = [s.nll_sum for s in score_texts(TEXTS, cpu, proto, batch_size=2)]
+    assert [s.nll_sum for s in score_texts(TEXTS, gpu, proto, batch_size=2)] == pytest.approx(want, rel=1e-4)
+    bf16 = load_judge(str(d), dtype="bfloat16")
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    assert [s.nll_sum for s in score_texts(TEXTS, bf16, proto, batch_size=2)] == pytest.approx(want, rel=3e-2)

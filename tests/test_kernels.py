@@ -1,6 +1,5 @@
 """Fused sampling kernels: references by hand, Triton (interpreted on the CPU) against the references, dispatch."""
 
-import math
 import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton reads it when a kernel is decorated: set it before any import
@@ -14,6 +13,7 @@ import torch  # noqa: E402
 from elfctl.errors import ConfigError, ElfRuntimeError  # noqa: E402
 from elfctl.kernels import dispatch, guidance_step, reference_noise, resolve_backend, sde_noise_inject  # noqa: E402
 from elfctl.kernels.reference import guidance_step_ref, sde_noise_inject_ref  # noqa: E402
+from philox_host import host_philox_normals  # noqa: E402
 
 triton = pytest.importorskip("triton")
 from elfctl.kernels.triton_sde_noise import sde_noise_inject_triton  # noqa: E402
@@ -184,34 +184,11 @@ def test_noise_is_reproducible_and_depends_on_seed_and_offset():
         assert not torch.equal(full[75:], shifted[:-75])
 
 
-def _host_philox_normals(seed: int, counter: int) -> list[float]:
-    """Triton's Philox4x32-10 and Box–Muller, by hand on the host: the four normals of one 64-bit counter."""
-    m = 2**32 - 1
-    c = [counter & m, counter >> 32, 0, 0]
-    k0, k1 = seed & m, (seed >> 32) & m
-    for _ in range(10):
-        a, b = 0xD2511F53, 0xCD9E8D57
-        c0, c2 = c[0], c[2]
-        c = [((b * c2) >> 32) ^ c[1] ^ k0, (b * c2) & m, ((a * c0) >> 32) ^ c[3] ^ k1, (a * c0) & m]
-        k0, k1 = (k0 + 0x9E3779B9) & m, (k1 + 0xBB67AE85) & m
-
-    def uniform(x):
-        x = x - 2**32 if x >= 2**31 else x
-        return (~x if x < 0 else x) * 4.6566127342e-10
-
-    u = [uniform(x) for x in c]
-    out = []
-    for u1, u2 in ((u[0], u[1]), (u[2], u[3])):
-        r = math.sqrt(-2.0 * math.log(max(1e-7, u1)))
-        out += [r * math.cos(2 * math.pi * u2), r * math.sin(2 * math.pi * u2)]
-    return out
-
-
 def test_noise_uses_all_four_normals_of_each_philox_counter():
     # 14 elements: counters 2**32 - 2 .. 2**32 + 1 (the high counter word changes), the last one half used
     base = 2**32 - 2
     eps = _draw(123, base, shape=(1, 2, 7)).flatten().tolist()
-    want = [v for j in range(4) for v in _host_philox_normals(123, base + j)][:14]
+    want = [v for j in range(4) for v in host_philox_normals(123, base + j)][:14]
     assert eps == pytest.approx(want, rel=1e-4, abs=1e-4)
 
 

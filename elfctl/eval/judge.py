@@ -103,9 +103,19 @@ def _save_converted(model: Any, tok: Any, target: Path) -> None:
         pass  # e.g. a full disk: the next load dequantises again
 
 
-def load_judge(source: Union[str, Judge], *, dtype: str = "float32", device: str = "cpu",
+def judge_device(spec: str = "auto"):
+    """The torch device a judge runs on: ``auto`` is the first CUDA device when there is one (the run's GPU),
+    else the CPU; ``cpu``, ``cuda`` and ``cuda:N`` as named (a one-line ConfigError when unavailable)."""
+    from elfctl.train.distributed import pick_device
+
+    return pick_device(spec, what="judge device")
+
+
+def load_judge(source: Union[str, Judge], *, dtype: str = "float32", device: str = "auto",
                data_dir: Optional[str] = None) -> Judge:
-    """A judge in eval mode on ``device``; GGUF weights are dequantised to ``dtype`` (float32 by default)."""
+    """A judge in eval mode on ``device`` (default auto: a GPU when there is one) in ``dtype`` (float32 by
+    default; ``bfloat16`` as the authors score GPT-2 Large; the protocol records which). GGUF weights are
+    dequantised to ``dtype``."""
     if isinstance(source, Judge):
         return source
     import torch
@@ -114,6 +124,7 @@ def load_judge(source: Union[str, Judge], *, dtype: str = "float32", device: str
         raise ConfigError(f"judge dtype {dtype!r} is not valid; choose float32, bfloat16 or float64")
     from elfctl.data.assets import resolve_asset
 
+    target = judge_device(device)  # a bad device fails before any loading
     path = resolve_asset(source, data_dir=data_dir)  # ConfigError (one line) when not available offline
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -151,5 +162,5 @@ def load_judge(source: Union[str, Judge], *, dtype: str = "float32", device: str
         raise ElfRuntimeError(f"judge {source}: cannot be loaded from {path} ({_first_line(e)})") from None
     if ggufs:
         _save_converted(model, tok, converted)
-    model.to(device).eval()
+    model.to(target).eval()
     return Judge(source if isinstance(source, str) else str(source), model, tok)
