@@ -28,6 +28,7 @@ import zipfile
 from pathlib import Path
 from typing import Callable, Optional
 
+from elfctl.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from elfctl.errors import ConfigError, ElfRuntimeError
 
 # name -> (registry source, or a builder function taking the cache root)
@@ -118,8 +119,7 @@ def _extract(archive: Path, inner: str, target: Path) -> None:
             rel = name if name == inner or name.startswith(inner + "/") else name.split("/", 1)[-1]
             sub = rel[len(inner):].lstrip("/")
             dest = tmp / "x" / sub if sub else tmp / "x"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(read(name))
+            atomic_write_bytes(dest, read(name))  # fsynced: the renamed folder is complete on disk
         try:
             os.replace(tmp / "x", target)  # atomic: a half-extracted asset never appears
         except OSError:
@@ -165,10 +165,10 @@ def _t5_tokenizer(root: Path) -> Path:
     if pieces != 32100:
         raise ElfRuntimeError(f"the T5 vocabulary recovered has {pieces} pieces, expected 32100")
     tmp = Path(tempfile.mkdtemp(dir=root / "assets", prefix=".t5-"))
-    (tmp / "tokenizer.json").write_text(text, encoding="utf-8")
-    (tmp / "tokenizer_config.json").write_text(
-        '{"tokenizer_class": "T5TokenizerFast", "eos_token": "</s>", "pad_token": "<pad>", '
-        '"unk_token": "<unk>", "model_max_length": 512}', encoding="utf-8")
+    atomic_write_text(tmp / "tokenizer.json", text)
+    atomic_write_text(tmp / "tokenizer_config.json",
+                      '{"tokenizer_class": "T5TokenizerFast", "eos_token": "</s>", "pad_token": "<pad>", '
+                      '"unk_token": "<unk>", "model_max_length": 512}')
     try:
         os.replace(tmp, target)
     except OSError:
@@ -179,14 +179,9 @@ def _t5_tokenizer(root: Path) -> Path:
 
 
 def _t5_small_config(root: Path) -> Path:
-    import json
-
     target = root / "assets" / "t5-small-config"
     if not (target / "config.json").is_file():
-        target.mkdir(parents=True, exist_ok=True)
-        tmp = target / ".config.json.tmp"
-        tmp.write_text(json.dumps(T5_SMALL_CONFIG, indent=2), encoding="utf-8")
-        os.replace(tmp, target / "config.json")
+        atomic_write_json(target / "config.json", T5_SMALL_CONFIG)
     return target
 
 

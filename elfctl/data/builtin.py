@@ -14,13 +14,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import random
 import re
 import zipfile
 from pathlib import Path
 from typing import Optional
 
+from elfctl.atomic import atomic_write_jsonl
 from elfctl.data.assets import cache_root, resolve_asset
 from elfctl.errors import ConfigError
 
@@ -57,14 +57,6 @@ def _news_records(data_dir) -> list[dict]:
 BUILDERS = {"wiki-leads": _wiki_records, "news-summ": _news_records}
 
 
-def _write_jsonl(path: Path, records: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
 def builtin_split_files(name: str, *, data_dir: Optional[str], split_seed: int, val_fraction: float) -> dict[str, Path]:
     """Build (once) and return {'train': path, 'validation': path} for a built-in dataset."""
     if name not in BUILDERS:
@@ -80,6 +72,6 @@ def builtin_split_files(name: str, *, data_dir: Optional[str], split_seed: int, 
         raise ConfigError(f"data.dataset: builtin:{name} gave no examples (its source file is empty or unreadable)")
     random.Random(split_seed).shuffle(records)
     n_val = max(1, int(round(len(records) * val_fraction)))
-    _write_jsonl(files["validation"], records[:n_val])
-    _write_jsonl(files["train"], records[n_val:])
+    atomic_write_jsonl(files["validation"], records[:n_val])
+    atomic_write_jsonl(files["train"], records[n_val:])
     return files

@@ -10,15 +10,15 @@ so an interrupted encode resumes from its finished shards and a partial shard ne
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as save_safetensors
 from torch.utils.data import Dataset
 
+from elfctl.atomic import atomic_write_bytes, atomic_write_json
 from elfctl.errors import ConfigError
 
 MANIFEST = "manifest.json"
@@ -56,18 +56,12 @@ def read_manifest(path: Path) -> dict:
 
 
 def write_manifest(path: Path, manifest: dict) -> None:
-    tmp = Path(path) / f".{MANIFEST}.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    os.replace(tmp, Path(path) / MANIFEST)
+    atomic_write_json(Path(path) / MANIFEST, manifest)
 
 
 def write_shard(path: Path, index: int, tensors: dict[str, torch.Tensor]) -> str:
     name = f"shard_{index:05d}.safetensors"
-    tmp = Path(path) / f".{name}.tmp{os.getpid()}"
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, Path(path) / name)
+    atomic_write_bytes(Path(path) / name, save_safetensors({k: v.contiguous() for k, v in tensors.items()}))
     return name
 
 
