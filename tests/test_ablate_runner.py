@@ -8,7 +8,7 @@ import pytest
 from elfctl.ablate.runner import PIPELINE, run_ablation
 from elfctl.ablate.spec import load_spec
 from elfctl.cli import main
-from elfctl.config import load_config
+from elfctl.config import load_config, load_resolved
 from elfctl.errors import ConfigError
 
 
@@ -60,15 +60,16 @@ def test_a_different_training_config_is_trained_not_reused(tmp_path, tiny_recipe
     _train(recipe, "optim.lr=0.001")                # same recipe, another learning rate: another model
     logs = []
     out = tmp_path / "ablate"
-    spec = _spec(tmp_path, recipe, variants="  - {name: only, sample: [sample.steps=2]}\n")
+    spec = _spec(tmp_path, recipe)
     summary = run_ablation(spec, "quick", out, log=logs.append, reuse_roots=[])
     own = out / "tiny-ablation-quick" / "runs" / "base"
-    assert not any("reusing" in s for s in logs) and summary["rows"][0]["run_dir"] == str(own)
+    assert not any("reusing" in s for s in logs)
+    assert [r["run_dir"] for r in summary["rows"]] == [str(own)] * 2
     assert summary["rows"][0]["step"] == 3 and summary["rows"][0]["reused_run"] is None
-    # the variant's own finished run is then used as it is
-    logs.clear()
-    run_ablation(spec, "quick", out, log=logs.append, reuse_roots=[])
-    assert any(f"{own} is finished (step 3)" in s for s in logs)
+    # the second variant used the run the first one trained; the run's config is the recipe's, not the first
+    # variant's sample settings (so an interrupted run resumes under any variant of the ablation)
+    assert sum("] train " in s for s in logs) == 1 and any(f"{own} is finished (step 3)" in s for s in logs)
+    assert load_resolved(own / "config.yaml").sample.steps == load_config(recipe).sample.steps == 3
 
 
 def test_a_failing_step_shows_its_own_message(tmp_path, tiny_recipe, capsys, monkeypatch):

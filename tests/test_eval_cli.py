@@ -203,3 +203,21 @@ def test_debug_is_accepted_before_and_after_the_subcommand(tmp_path, capsys, whe
     assert main(args) == 2 and "file not found" in one_error_line(capsys)
     with pytest.raises(ConfigError, match="file not found"):   # --debug: the exception itself, with traceback
         main(["--debug", *args] if where == "before" else [*args, "--debug"])
+
+
+def test_real_seed_files_of_elfctl_sample_pass_the_seed_check(tmp_path, tiny_recipe):
+    from elfctl.config import load_config
+    from elfctl.sampling.run import SampleRequest, run_sampling
+    from elfctl.train.trainer import Trainer
+
+    cfg = load_config(tiny_recipe())
+    Trainer(cfg, log=lambda s: None).run()
+    outs = [p for p, _ in run_sampling(SampleRequest(ref=cfg.resolved_run_dir(), seeds=[0, 1],
+                                                     out=tmp_path / "s.jsonl"), log=lambda s: None)]
+    assert len(outs) == 2
+    res_path = tmp_path / "seeds.json"
+    assert main(["eval", "--metric", "diversity", "--samples", *map(str, outs), "--out", str(res_path)]) == 0
+    assert len(json.loads(res_path.read_text())["diversity_per_seed"]) == 2
+    other = next(run_sampling(SampleRequest(ref=cfg.resolved_run_dir(), settings={"steps": 2, "seed": 2},
+                                            out=tmp_path / "t.jsonl"), log=lambda s: None))[0]
+    assert main(["eval", "--metric", "diversity", "--samples", str(outs[0]), str(other)]) == 2

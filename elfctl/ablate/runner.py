@@ -49,7 +49,9 @@ class VariantState:
     """What the steps of one variant produce, in order."""
 
     variant: Variant
-    cfg: Config                   # the variant's resolved config (train, sample and eval sections)
+    cfg: Config                   # the variant's resolved config, its sample overrides included
+    train_cfg: Config             # what is trained: the same without the sample overrides (shared by the variants
+                                  # of one run, so resuming it never sees a different config)
     run_dir: Path = Path()
     trained_cfg: Optional[Config] = None   # the config the checkpoint used was trained with
     step: int = 0
@@ -75,7 +77,7 @@ def train_step(job: Job, v: VariantState) -> None:
     from elfctl.train import checkpoint as ckpt
 
     own = job.root / "runs" / run_key(v.variant)
-    match = find_finished_run(v.cfg, own, job.reuse_roots)
+    match = find_finished_run(v.train_cfg, own, job.reuse_roots)
     if match is not None:
         v.run_dir, v.step, v.trained_cfg = match.run_dir, match.step, match.cfg
         if match.run_dir.resolve() != own.resolve():
@@ -87,7 +89,7 @@ def train_step(job: Job, v: VariantState) -> None:
         return
     from elfctl.train.trainer import Trainer
 
-    cfg = dataclasses.replace(v.cfg, train=dataclasses.replace(v.cfg.train, run_dir=str(own)))
+    cfg = dataclasses.replace(v.train_cfg, train=dataclasses.replace(v.train_cfg.train, run_dir=str(own)))
     job.log(f"[{v.variant.name}] train {job.recipe} {' '.join([*job.overrides, *v.variant.train])} -> {own}")
     result = Trainer(cfg, log=job.log).run()
     latest = ckpt.latest_checkpoint(own)
@@ -232,8 +234,8 @@ def run_ablation(spec: AblationSpec, scale: str, out: Path, *, extra: list[str] 
               reuse_roots if reuse_roots is not None else [Path("runs"), Path(out)])
     rows = []
     for variant in spec.variants:
-        cfg = load_config(recipe, [*job.overrides, *variant.train, *variant.sample])
-        state = VariantState(variant, cfg)
+        state = VariantState(variant, load_config(recipe, [*job.overrides, *variant.train, *variant.sample]),
+                             load_config(recipe, [*job.overrides, *variant.train]))
         for name, fn in PIPELINE:
             run_step(job, state, name, fn)
         rows.append(_row(job, state))
