@@ -8,20 +8,23 @@ On CUDA: for B×L×C latents (B in {64, 256}, L in {128, 1024}, C = 512), fp32 a
 
 for both kernels (guidance step with CFG and a condition mask; SDE noise injection drawing its own noise, so the
 eager/compiled references include their ``torch.randn``). Timing: CUDA events, warm-up, median of N. Achieved
-bandwidth is the bytes a fused kernel must move (inputs read + outputs written) over the time, next to a measured
-device-to-device copy (``dst.copy_(src)``) of the same byte count. Prints a markdown table; ``--json OUT`` saves it.
+bandwidth counts only the bytes a fused kernel must move: x_c, x_u and z read and z_next and x written (guidance),
+z read and z_b written (SDE: the noise is drawn in registers), the condition latents of the condition positions
+only (the kernels skip the others) and one mask byte per row; it is shown next to a measured device-to-device
+copy (``dst.copy_(src)``) of the same byte count. Prints a markdown table; ``--json OUT`` saves it.
 Targets (issue 7): Triton at >= 80% of the copy bandwidth and >= 2x over eager; the table's last two columns.
+``torch.compile`` runs with automatic dynamic shapes (one recompile per kernel and dtype, not one per shape).
 
 Without CUDA: checks the Triton kernels (interpreted, ``TRITON_INTERPRET=1``) against the reference on a tiny
 shape and says that timing needs a GPU.
 
     python benchmarks/bench_kernels.py [--iters 50] [--warmup 10] [--json results.json] [--no-compile]
+        [--batches 64 256] [--lengths 128 1024] [--dtypes float32 bfloat16]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -33,6 +36,7 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")  # before any Triton kernel is decorated
 
+from elfctl.atomic import atomic_write_json  # noqa: E402
 from elfctl.kernels import guidance_step, reference_noise, sde_noise_inject  # noqa: E402
 from elfctl.kernels.dispatch import triton_import_error  # noqa: E402
 from elfctl.kernels.reference import guidance_step_ref, sde_noise_inject_ref  # noqa: E402
@@ -75,25 +79,27 @@ def _copy_gbps(nbytes: int, warmup: int, iters: int) -> float:
     return 2 * half / ms / 1e6
 
 
-def _bytes_moved(kind: str, numel: int, rows: int, itemsize: int) -> int:
-    if kind == "guidance":  # read x_c, x_u, z, cond latents, mask; write z_next, x
-        return numel * itemsize * 6 + rows
-    return numel * itemsize * 3 + rows  # read z, cond latents, mask; write z_b (noise drawn in registers)
+def _bytes_moved(kind: str, numel: int, rows: int, cond_rows: int, channels: int, itemsize: int) -> int:
+    """Bytes a fused kernel must move (the benchmark runs guidance with CFG and a condition mask)."""
+    cond = cond_rows * channels * itemsize + rows  # condition latents where the mask is on; the (B, L) mask
+    if kind == "guidance":  # read x_c, x_u, z; write z_next, x
+        return numel * itemsize * 5 + cond
+    return numel * itemsize * 2 + cond  # read z; write z_b (noise drawn in registers)
 
 
 def run_cuda(args) -> list[dict]:
     rows = []
     compiled_step = compiled_sde = None
     if not args.no_compile:
-        compiled_step = torch.compile(guidance_step_ref, dynamic=False)
+        compiled_step = torch.compile(guidance_step_ref)
 
         def sde_with_noise(z, cl, cm, seed, offset):
             noise = torch.randn(z.shape, device=z.device, dtype=torch.float32)  # the draw is part of the work
             return sde_noise_inject_ref(z, noise=noise, cond_latents=cl, cond_mask=cm, **SDE)
 
-        compiled_sde = torch.compile(sde_with_noise, dynamic=False)
+        compiled_sde = torch.compile(sde_with_noise)
     copy_cache: dict[int, float] = {}
-    for dtype in (torch.float32, torch.bfloat16):
+    for dtype in (getattr(torch, name) for name in args.dtypes):
         for B in args.batches:
             for L in args.lengths:
                 xc, xu, z, cl, cm = _inputs(B, L, args.channels, dtype, "cuda")
@@ -103,6 +109,7 @@ def run_cuda(args) -> list[dict]:
                 tol = 1e-5 if dtype == torch.float32 else 2e-2
                 for a, b in zip(got, want):
                     torch.testing.assert_close(a.float(), b.float(), rtol=tol, atol=tol)
+                cond_rows = int(cm.sum())
                 impls = {
                     "guidance": {
                         "eager": lambda: guidance_step_ref(xc, xu, z, cond_latents=cl, cond_mask=cm, **STEP),
@@ -121,7 +128,7 @@ def run_cuda(args) -> list[dict]:
                     },
                 }
                 for kind, by_impl in impls.items():
-                    nbytes = _bytes_moved(kind, z.numel(), B * L, z.element_size())
+                    nbytes = _bytes_moved(kind, z.numel(), B * L, cond_rows, args.channels, z.element_size())
                     if nbytes not in copy_cache:
                         copy_cache[nbytes] = _copy_gbps(nbytes, args.warmup, args.iters)
                     for impl, fn in by_impl.items():
@@ -191,6 +198,7 @@ def main(argv=None) -> int:
     p.add_argument("--batches", type=int, nargs="+", default=[64, 256])
     p.add_argument("--lengths", type=int, nargs="+", default=[128, 1024])
     p.add_argument("--channels", type=int, default=512)
+    p.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16", "float16"])
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
     p.add_argument("--json", metavar="OUT", help="also save the results as JSON")
     args = p.parse_args(argv)
@@ -211,8 +219,7 @@ def main(argv=None) -> int:
         meta.update(device="cpu")
         payload = dict(meta=meta, mode="cpu-correctness", results=run_cpu_check())
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(payload, f, indent=2)
+        atomic_write_json(args.json, payload)
     return 0
 
 
