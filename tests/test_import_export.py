@@ -107,6 +107,7 @@ def test_authors_file_imports_samples_and_evaluates(tmp_path, tiny_encoder_dir, 
     assert (cfg.model.num_time_tokens, cfg.model.num_sc_cfg_tokens, cfg.model.num_mode_tokens) == (3, 2, 5)
     # the authors' ELF-B OpenWebText setting is the run's default (SDE 32 steps, gamma 1.5, SC-CFG 3)
     assert (cfg.sample.sampler, cfg.sample.steps, cfg.sample.gamma, cfg.sample.sc_cfg) == ("sde", 32, 1.5, 3.0)
+    assert cfg.sample.bf16  # bf16 autocast on CUDA, as the authors sample (fp32 on the CPU)
 
     # the loaded network computes what their EMA network computes (transposes and names right)
     from elfctl.sampling.loading import load_for_sampling
@@ -177,6 +178,8 @@ def test_sample_checkpoint_imports_once_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(importer, "import_checkpoint", no_second_import)
     again = load_for_sampling(src, ema=None, with_text=False)
     assert again.checkpoint == first.checkpoint
+    folder = load_for_sampling(src.parent, ema=None, with_text=False)  # the folder's newest file: the same import
+    assert folder.checkpoint == first.checkpoint
 
 
 # ----------------------------------------------------------------------------------------------- safety, errors
@@ -300,6 +303,11 @@ def test_released_names_pick_their_recipes():
     assert recipe_from_name("embedded-language-flows/ELF-B-PD-owt-torch") == "owt-pd"
     assert recipe_from_name("embedded-language-flows/ELF-B-owt-torch") is None  # then: by architecture
     assert recipe_from_name("/data/updated/checkpoint_100") is None
+    from elfctl.authors.recipe import sampling_for
+
+    pd = sampling_for("owt", "embedded-language-flows/ELF-B-PD-owt-torch")  # also when owt-pd is not shipped
+    assert (pd["sampler"], pd["steps"], pd["gamma"], pd["sc_cfg"]) == ("sde", 8, 1.5, 2.5)
+    assert sampling_for("owt-elf-l", "x")["steps"] == 64 and sampling_for("xsum", "x")["cfg"] == 2.0
 
 
 # ----------------------------------------------------------------------------------------------- export

@@ -50,9 +50,9 @@ def _hub_folder(repo: str, sub: Optional[str]) -> Path:
         local = Path(snapshot_download(repo, repo_type="model", local_files_only=not online,
                                        allow_patterns=[f"{sub}/*"] if sub else None))
     except Exception as e:  # noqa: BLE001 - any failure here means "not available"
-        how = (f"download its checkpoint_<step> file where the hub is reachable (huggingface-cli download "
-               f"{repo}{' --include ' + repr(sub + '/*') if sub else ''}) and run `elfctl import "
-               f"/path/to/checkpoint_<step>`")
+        how = (f"download it where the hub is reachable (huggingface-cli download {repo}"
+               f"{' --include ' + repr(sub + '/*') if sub else ''} --local-dir DIR), copy DIR here and run "
+               f"`elfctl import DIR` or `elfctl import /path/to/checkpoint_<step>`")
         if not online:
             raise ConfigError(f"hub model '{repo}' is not reachable from this machine (no connection to the Hugging "
                               f"Face hub) and not in its local cache; {how}") from None
