@@ -221,3 +221,13 @@ def test_real_seed_files_of_elfctl_sample_pass_the_seed_check(tmp_path, tiny_rec
     other = next(run_sampling(SampleRequest(ref=cfg.resolved_run_dir(), settings={"steps": 2, "seed": 2},
                                             out=tmp_path / "t.jsonl"), log=lambda s: None))[0]
     assert main(["eval", "--metric", "diversity", "--samples", str(outs[0]), str(other)]) == 2
+
+
+def test_max_samples_cuts_given_references_like_the_samples(tmp_path):
+    s = write_samples(tmp_path / "s.jsonl")
+    refs = tmp_path / "refs.txt"
+    refs.write_text("the cat sat on the mat\na dog ran in the park\nbig red house\n")
+    out = tmp_path / "r.json"
+    assert main(["eval", "--metric", "bleu", "--samples", str(s), "--references", str(refs), "--max-samples", "2",
+                 "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["bleu"] == pytest.approx(100.0)

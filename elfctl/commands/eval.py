@@ -165,7 +165,7 @@ def _run_config(run_dir: Optional[str]):
 
 
 def evaluate(
-    files: Optional[List[Path]] = typer.Argument(None, metavar="[SAMPLES]...", show_default=False,
+    files: Optional[List[Path]] = typer.Argument(None, metavar="SAMPLES", show_default=False,
                                                  help="Samples file(s), same as --samples."),
     metric: str = typer.Option("genppl", "--metric", help="genppl, entropy, bleu, rouge, diversity or all "
                                                           "(comma-separated). Gen PPL always shows entropy; all "

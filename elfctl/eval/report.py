@@ -203,10 +203,12 @@ def _bleu_ci(hyps: list[str], refs: list[str], resamples: int, seed: int) -> lis
         return list(NAN_PAIR)
 
 
-def _reference_pairs(files: list[Samples], references: Optional[Path]) -> Optional[list[tuple[Samples, list]]]:
-    """(samples, references) per file; None when the samples carry no references and none were given."""
+def _reference_pairs(files: list[Samples], references: Optional[Path],
+                     max_samples: Optional[int] = None) -> Optional[list[tuple[Samples, list]]]:
+    """(samples, references) per file; None when the samples carry no references and none were given.
+    ``max_samples`` cuts the references like the samples (the first ones)."""
     if references is not None:
-        ext = read_references(references, "--references")
+        ext = read_references(references, "--references")[:max_samples or None]
         for s in files:
             check_pairs(s.texts, ext, s.path, references)
         return [(s, ext) for s in files]
@@ -216,13 +218,13 @@ def _reference_pairs(files: list[Samples], references: Optional[Path]) -> Option
 
 
 def _score_overlap(out: dict, files: list[Samples], metrics: Sequence[str], *, references, optional: bool,
-                   bootstrap: int, seed: int, note: Callable[[str], None]) -> None:
+                   bootstrap: int, seed: int, note: Callable[[str], None], max_samples: Optional[int] = None) -> None:
     """BLEU and/or ROUGE against the samples' references (or --references)."""
     from elfctl.eval.spread import bootstrap_mean, mean_std
     from elfctl.eval.text_metrics import bleu, rouge_per_sample
 
     asked = [m for m in OVERLAP if m in metrics]
-    pairs = _reference_pairs(files, references)
+    pairs = _reference_pairs(files, references, max_samples)
     if pairs is None:
         missing = next(s for s in files if not s.references or any(r is None for r in s.references))
         if optional:
@@ -308,7 +310,7 @@ def score_samples(samples, metrics: Union[str, Sequence[str]] = ("genppl", "entr
         _score_judge_rows(out, files, scorer, reference_text=reference_text, run_cfg=run_cfg, baselines=baselines)
     if any(m in names for m in OVERLAP):
         _score_overlap(out, files, names, references=references, optional=_asked_all(metrics),
-                       bootstrap=bootstrap, seed=seed, note=out["notes"].append)
+                       bootstrap=bootstrap, seed=seed, note=out["notes"].append, max_samples=max_samples)
     if "diversity" in names:
         _score_diversity(out, files)
     return out
