@@ -98,7 +98,18 @@ class DataConfig:
                                   "first step (a frozen encoder's latents never change; skipped for a learned "
                                   "encoder or when data.latent_cache is set).")
     shard_size: int = _f(2048, "Examples per latent-cache shard.", lo=1)
-    num_workers: int = _f(0, "DataLoader worker processes.", lo=0)
+    num_workers: int = _f(0, "DataLoader worker processes that read and collate training batches (0: in the "
+                          "training process). The batch order does not depend on it.", lo=0)
+    prefetch_factor: int = _f(2, "Batches each DataLoader worker prepares ahead.", lo=1)
+    tokenize_workers: int = _f(0, "Processes that tokenize a training set into its on-disk cache (0: one per CPU "
+                               "core up to 8, or 1 for sets under 20,000 records).", lo=0)
+    pretokenized: Optional[str] = _f(None, "Train on a set released already tokenized instead of tokenizing "
+                                     "data.dataset: a hub dataset id (embedded-language-flows/openwebtext-t5) or a "
+                                     "local save_to_disk folder with input_ids (and condition_input_ids); its ids "
+                                     "must be encoder.tokenizer's. data.dataset still gives reference texts.")
+    max_latent_cache_gb: float = _f(32.0, "data.precompute_latents builds the latent cache only when it would "
+                                    "take at most this many GB (float16); a larger set is encoded per batch on "
+                                    "the training device (bf16 on CUDA). The choice is logged.", lo=0.0)
 
 
 @dataclass
@@ -163,6 +174,10 @@ class TrainConfig:
     fsdp: bool = _f(False, "Shard the model with FSDP2 (fully_shard) under torchrun.")
     device: str = _f("auto", "auto, cpu, cuda or cuda:N.")
     sample_every: int = _f(0, "Sample and score every N steps during training (0: never).", lo=0)
+    loggers: str = _f("jsonl", "Where metrics go, comma-separated: jsonl (<run_dir>/metrics.jsonl, always on), "
+                      "tensorboard (<run_dir>/tensorboard; pip install 'elfctl[tensorboard]'), wandb (pip install "
+                      "'elfctl[wandb]'; WANDB_MODE=offline works without a network).")
+    wandb_project: str = _f("elfctl", "wandb project name (train.loggers includes wandb).")
 
 
 def _draw(f: Any) -> Any:

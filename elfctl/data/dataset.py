@@ -1,8 +1,12 @@
-"""Map-style training sets of tokenized examples, and reference texts for sampling and evaluation."""
+"""Map-style training sets of tokenized examples, and reference texts for sampling and evaluation.
+
+Training sets are memory-mapped from the on-disk token cache (:mod:`elfctl.data.tokenized`);
+:class:`TokenDataset` builds the same examples in RAM from a list of records (small sets and tests).
+"""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch.utils.data import Dataset
@@ -60,8 +64,21 @@ class TokenDataset(Dataset):
         return self.records[i]
 
 
-def build_dataset(cfg, split: str, tokenizer, data_dir: Optional[str] = None) -> TokenDataset:
-    """Tokenized examples of ``split`` (``data.max_examples`` caps the training split)."""
+def build_dataset(cfg, split: str, tokenizer, data_dir: Optional[str] = None,
+                  log: Callable[[str], None] = lambda s: None):
+    """Tokenized examples of ``split``, memory-mapped from the on-disk cache (``elfctl.data.tokenized``); the
+    training split comes from ``data.pretokenized`` when set. ``data.max_examples`` caps the training split."""
+    if cfg.data.pretokenized and split == cfg.data.train_split:
+        from elfctl.data.pretokenized import open_pretokenized
+
+        return open_pretokenized(cfg, split, tokenizer, log=log)
+    from elfctl.data.tokenized import build_tokenized
+
+    return build_tokenized(cfg, split, tokenizer, data_dir=data_dir, log=log)
+
+
+def build_in_memory(cfg, split: str, tokenizer, data_dir: Optional[str] = None) -> TokenDataset:
+    """The same examples as :func:`build_dataset`, tokenized in RAM (small sets; the reference the tests use)."""
     limit = cfg.data.max_examples if split == cfg.data.train_split else None
     records = load_records(cfg.data, split, data_dir or cfg.data.data_dir, limit=limit)
     if cfg.data.max_examples and split == cfg.data.train_split:

@@ -135,3 +135,8 @@ def encode_to_cache(cfg, path: Path, *, split: str, dtype: str = "float16", batc
     manifest.update(complete=True, count=len(ds), truncated=st.truncated, skipped=st.skipped)
     write_manifest(path, manifest)
     return EncodeReport(path, len(ds), len(ds) - done, tokens, time.perf_counter() - t0, st.truncated, st.skipped)
+
+
+def latent_cache_gb(examples: int, max_length: int, latent_dim: int, bytes_per_value: int = 2) -> float:
+    """Size of a float16 latent cache of ``examples`` sequences (the latents; ids and masks add ~1%)."""
+    return examples * max_length * latent_dim * bytes_per_value / 1e9

@@ -52,3 +52,20 @@ class BatchOrder:
 
     def epoch_of(self, step: int) -> float:
         return step * self.global_batch / self.n
+
+
+class ShardBatches:
+    """The index lists one rank consumes, in training order: for each step from ``start`` to ``stop``, its
+    ``grad_accum`` micro-step shards. A DataLoader ``batch_sampler``: batches come back in this order whatever
+    the number of workers, so runs with and without workers (and resumed runs) see the same examples."""
+
+    def __init__(self, order: BatchOrder, start: int, stop: int, rank: int, grad_accum: int):
+        self.order, self.start, self.stop, self.rank, self.accum = order, start, stop, rank, grad_accum
+
+    def __iter__(self):
+        for step in range(self.start, self.stop):
+            for micro in range(self.accum):
+                yield self.order.indices(step, self.rank * self.accum + micro)
+
+    def __len__(self) -> int:
+        return max(self.stop - self.start, 0) * self.accum

@@ -33,6 +33,8 @@ from elfctl.train.compiled import compile_blocks
 from elfctl.train.distributed import DistInfo, all_reduce_mean, init_distributed
 from elfctl.train.length import resolve_length
 from elfctl.train.optim import EMA, Optimizers, peak_lr
+from elfctl.data.loader import device_batches, training_loader
+from elfctl.train.loggers import Loggers, check_available, parse_loggers
 from elfctl.train.order import BatchOrder, shard_seed
 from elfctl.train.stop import GracefulStop
 
@@ -75,6 +77,8 @@ class DataSource:
         self.tokenizer = load_tokenizer(cfg.encoder, data_dir=data_dir)
         self.encoder = build_encoder(cfg.encoder, self.tokenizer, data_dir=data_dir).to(device)
         self.trainable_encoder = bool(getattr(self.encoder, "trainable", False))
+        self._tokens = None
+        self.encode_bf16 = device.type == "cuda" and cfg.train.bf16 and not self.trainable_encoder
         if cfg.data.precompute_latents:
             self._precompute(cfg, run_dir, device, log)
         self.cache_path = self._cache_path(cfg, run_dir)
@@ -84,19 +88,43 @@ class DataSource:
             self.dataset = LatentCacheDataset(self.cache_path)
             check_manifest(self.dataset.manifest, cfg)
         else:
-            self.dataset = build_dataset(cfg, cfg.data.train_split, self.tokenizer, data_dir=data_dir)
+            self.dataset = self._tokenized(cfg, log)
+            log(f"latents: encoded per batch on {device}" + (" in bf16" if self.encode_bf16 else ""))
         if len(self.dataset) == 0:
             raise ConfigError(f"data.dataset: '{cfg.data.dataset}' gave no training examples")
 
+    def _tokenized(self, cfg: Config, log: Callable[[str], None]):
+        """The memory-mapped tokenized training set; rank 0 builds the on-disk cache while the others wait."""
+        from elfctl.data.dataset import build_dataset
+
+        if self._tokens is None:
+            dist_on = torch.distributed.is_available() and torch.distributed.is_initialized()
+            first = not dist_on or torch.distributed.get_rank() == 0
+            if not first:
+                torch.distributed.barrier()
+            self._tokens = build_dataset(cfg, cfg.data.train_split, self.tokenizer, data_dir=cfg.data.data_dir,
+                                         log=log)
+            if dist_on and first:
+                torch.distributed.barrier()
+        return self._tokens
+
     def _precompute(self, cfg: Config, run_dir: Path, device: torch.device, log: Callable[[str], None]) -> None:
-        """``data.precompute_latents``: encode the training set into <run_dir>/latents (rank 0; others wait)."""
-        from elfctl.data.encode_latents import encode_to_cache
+        """``data.precompute_latents``: encode the training set into <run_dir>/latents (rank 0; others wait),
+        unless that cache would be larger than ``data.max_latent_cache_gb``."""
+        from elfctl.data.encode_latents import encode_to_cache, latent_cache_gb
 
         if self.trainable_encoder or cfg.data.latent_cache:
             why = "a learned encoder's latents change while training" if self.trainable_encoder else \
                 "data.latent_cache is set"
             log(f"data.precompute_latents: skipped ({why})")
             return
+        size = latent_cache_gb(len(self._tokenized(cfg, log)), cfg.data.max_length, self.encoder.latent_dim)
+        if size > cfg.data.max_latent_cache_gb and not (run_dir / "latents" / "manifest.json").is_file():
+            log(f"data.precompute_latents: the latent cache would take {size:.1f} GB (> data.max_latent_cache_gb "
+                f"{cfg.data.max_latent_cache_gb:g}); encoding each batch on {device} instead"
+                + (" in bf16" if self.encode_bf16 else ""))
+            return
+        log(f"data.precompute_latents: caching the latents ({size:.2f} GB) in {run_dir / 'latents'}")
         dist_on = torch.distributed.is_available() and torch.distributed.is_initialized()
         if not dist_on or torch.distributed.get_rank() == 0:
             r = encode_to_cache(cfg, run_dir / "latents", split=cfg.data.train_split, device=device,
@@ -141,7 +169,8 @@ class DataSource:
                     enc = self.encoder(ids[rows], encoder_attention_mask(am[rows], cm[rows], drop.to(ids.device)[rows]))
                 x = x.index_copy(0, rows, enc.float())
             return x
-        with grad:
+        # a frozen encoder on CUDA runs under bf16 autocast, as the authors encode (train.bf16)
+        with grad, torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=self.encode_bf16):
             drop = None if drop is None else drop.to(ids.device, non_blocking=True)
             return self.encoder(ids, encoder_attention_mask(am, cm, drop)).float()
 
@@ -167,6 +196,7 @@ class Trainer:
         self.log_line = log
         self.info, self.device = init_distributed(cfg.train.device)
         fsdp.check_config(cfg, self.info.world_size)
+        check_available(parse_loggers(cfg.train.loggers))  # a missing optional package: one line, before any work
         self.sharded = bool(cfg.train.fsdp)  # FSDP2 (check_config: only under torchrun with >= 2 ranks)
         self.run_dir = cfg.resolved_run_dir()
         if new:  # --new: a new directory beside an existing run (its config records where it went)
@@ -282,13 +312,19 @@ class Trainer:
         last_ckpt = latest
         last_metrics: dict = {}
         progress = _Progress(total, step, enabled=info.is_main)
+        metric_sinks = Loggers(cfg, self.run_dir, start_step=step, enabled=info.is_main, log=self._log)
+        # one DataLoader for the rest of the run, cut in (step, shard) order from the resume step on
+        batches = device_batches(training_loader(
+            data.dataset, order, start=step, stop=total, rank=info.rank, grad_accum=accum,
+            num_workers=cfg.data.num_workers, prefetch_factor=cfg.data.prefetch_factor,
+            pin_memory=device.type == "cuda"), device)
         model.train()
         try:
             while step < total:
                 cur_lr = opt.set_step(step)
                 for micro in range(accum):
                     shard = info.rank * accum + micro
-                    batch = data.batch(order.indices(step, shard), device)
+                    batch = next(batches)  # = the examples of order.indices(step, shard)
                     torch.manual_seed(shard_seed(cfg.train.seed, step, shard))
                     drop = None  # drawn on the CPU: choosing the rows to re-encode never waits for the device
                     if cfg.data.task == "conditional" and cfg.objective.label_drop_prob > 0:

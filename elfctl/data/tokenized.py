@@ -1,0 +1,389 @@
+"""Tokenized training sets on disk: tokenized once, memory-mapped, never held in RAM.
+
+``build_tokenized`` tokenizes a split with HF ``datasets``' batched, multi-process ``map`` into Arrow files under
+``<cache>/tokenized/<name>-<key>/`` (the key hashes the source's identity, the tokenizer, max_length,
+max_input_length, packing and the split rules), writes ``manifest.json`` last, and later runs reuse it.
+A row holds a text's token ids (cut to max_length: enough to tell whether the example is truncated), or a
+condition's and a target's; the fixed-length ``input_ids / attention_mask / cond_mask`` of an example are made
+when it is read, by :class:`~elfctl.data.tokenize.SequenceBuilder`, so they are exactly the in-memory
+``TokenDataset``'s. Packed sets store ``ids + [eos]`` per text: the flat values of that list column *are* the
+concatenated stream, and window w is stream positions [w·L, (w+1)·L) — index arithmetic, no Python lists.
+
+:class:`TokenizedDataset` is map-style and picklable (DataLoader workers reopen the memory-mapped files).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import pyarrow as pa
+import torch
+from torch.utils.data import Dataset
+
+from elfctl.data.tokenize import SequenceBuilder, Stats, batch_token_ids, eos_id
+from elfctl.errors import ConfigError
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+AUTO_PROCS_MIN_ROWS = 20_000  # below this, worker start-up costs more than it saves
+# Stats counters of truncation that SequenceBuilder keeps (stored per row, summed into the manifest)
+CUT_COUNTS = tuple(k for k in ("truncated", "cond_truncated", "target_truncated") if hasattr(Stats(), k))
+
+
+def tokenizer_fingerprint(tok) -> str:
+    """A hash of everything that decides a tokenizer's ids (its serialised fast tokenizer, or its vocabulary)."""
+    h = hashlib.sha256(type(tok).__name__.encode())
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is not None:
+        h.update(backend.to_str().encode())
+    else:
+        h.update(json.dumps(sorted(tok.get_vocab().items())).encode())
+    h.update(json.dumps([getattr(tok, "eos_token_id", None), getattr(tok, "sep_token_id", None),
+                         getattr(tok, "pad_token_id", None)]).encode())
+    return h.hexdigest()[:16]
+
+
+def layout(data_cfg) -> str:
+    if data_cfg.task == "conditional":
+        return "pair"
+    return "packed" if data_cfg.packing else "text"
+
+
+class TokenizeBatch:
+    """The ``map`` function: a batch of raw rows -> stored rows (blank records dropped). Picklable."""
+
+    def __init__(self, tok, data_cfg, fields: tuple[str, ...], translation: bool = False):
+        self.tok, self.cfg, self.fields, self.translation = tok, data_cfg, fields, translation
+        self.mode = layout(data_cfg)
+
+    def _columns(self, batch: dict) -> list[list]:
+        if self.translation:  # wmt-style rows: {"translation": {"de": ..., "en": ...}}
+            return [[(t or {}).get(f) for t in batch["translation"]] for f in self.fields]
+        return [batch[f] for f in self.fields]
+
+    def __call__(self, batch: dict) -> dict:
+        rows = [r for r in zip(*self._columns(batch)) if all(isinstance(v, str) and v.strip() for v in r)]
+        b = SequenceBuilder(self.tok, self.cfg)
+        L = self.cfg.max_length
+        if self.mode == "packed":
+            eos = eos_id(self.tok)
+            return {"input_ids": [ids + [eos] for ids in batch_token_ids(self.tok, [r[0] for r in rows])]}
+        out: dict[str, list] = {k: [] for k in (*CUT_COUNTS, "n_valid")}
+
+        def record(build) -> None:  # the builder's own counts, per row
+            before = {k: getattr(b.stats, k) for k in (*CUT_COUNTS, "tokens")}
+            build()
+            for k in CUT_COUNTS:
+                out[k].append(getattr(b.stats, k) > before[k])
+            out["n_valid"].append(b.stats.tokens - before["tokens"])
+
+        if self.mode == "pair":
+            cs = [c[:L] for c in batch_token_ids(self.tok, [r[0] for r in rows])]
+            ys = [y[:L] for y in batch_token_ids(self.tok, [r[1] for r in rows])]
+            for c, y in zip(cs, ys):
+                record(lambda: b.pair("", "", c, y))
+            out.update(cond_ids=cs, target_ids=ys)
+            return out
+        # Cut very long texts before tokenizing (as TokenDataset does): 12 characters per token is far above
+        # English's ~4-5, so a text cut here is still longer than max_length tokens and still counts as truncated.
+        cap = L * 12
+        ids = [i[:L] for i in batch_token_ids(self.tok, [r[0][:cap] for r in rows])]
+        for i in ids:
+            record(lambda: b.text("", i))
+        out["input_ids"] = ids
+        return out
+
+    def features(self):
+        from datasets import Features, Value
+
+        try:
+            from datasets import List as ListOf
+        except ImportError:  # datasets < 4
+            from datasets import Sequence as ListOf
+        ids = ListOf(Value("int32"))
+        if self.mode == "packed":
+            return Features({"input_ids": ids})
+        cols = {"cond_ids": ids, "target_ids": ids} if self.mode == "pair" else {"input_ids": ids}
+        return Features({**cols, **{k: Value("bool") for k in CUT_COUNTS}, "n_valid": Value("int32")})
+
+
+def _open_table(files: list[Path]) -> pa.Table:
+    """The Arrow IPC stream files as one memory-mapped table (zero-copy: pages are read on demand)."""
+    tables = [pa.ipc.open_stream(pa.memory_map(str(f), "r")).read_all() for f in files]
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
+def offsets_values(chunk) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, values) numpy views of one chunk of a list column; row j is values[offsets[j]:offsets[j+1]]."""
+    if isinstance(chunk, pa.FixedSizeListArray):  # Sequence(..., length=n) columns: no offsets buffer
+        size = chunk.type.list_size
+        offsets = (np.arange(len(chunk) + 1, dtype=np.int64) + chunk.offset) * size
+        return offsets, chunk.values.to_numpy(zero_copy_only=False)
+    # ListArray.offsets honours the chunk's slice; .values is the whole buffer the offsets point into
+    return chunk.offsets.to_numpy(), chunk.values.to_numpy(zero_copy_only=False)
+
+
+class TokenizedDataset(Dataset):
+    """Fixed-length examples read from memory-mapped Arrow rows (see the module docstring).
+
+    ``mode``: 'text' / 'pair' (rows through SequenceBuilder), 'packed' (windows of the ids stream) or 'authors'
+    (the authors' pre-tokenized rows: ``condition_input_ids[:max_input_length] + input_ids``, cut to max_length
+    and padded, as their loader does).
+    """
+
+    def __init__(self, files: list[Path], mode: str, tok, data_cfg, stats: Optional[Stats] = None,
+                 columns: Optional[dict[str, str]] = None, description: str = ""):
+        self.files = [Path(f) for f in files]
+        self.mode, self.tok, self.cfg = mode, tok, data_cfg
+        self.stats = stats or Stats()
+        self.description = description
+        # logical column -> stored column ('ids' for text/packed/authors; 'cond'/'target' for pairs, 'cond' for
+        # the authors' conditional rows)
+        self.columns = columns or ({"cond": "cond_ids", "target": "target_ids"} if mode == "pair"
+                                   else {"ids": "input_ids"})
+        self.L = data_cfg.max_length
+        self._state: Optional[dict] = None
+        self._len = self._open()["len"]
+
+    # -- memory-mapped state, rebuilt lazily in every process
+    def _open(self) -> dict:
+        if self._state is None:
+            table = _open_table(self.files)
+            cols = {}
+            for name, col in self.columns.items():
+                chunks = table.column(col).chunks
+                # per chunk: (offsets, values) numpy views of the mapped buffers; row j of a chunk is
+                # values[offsets[j]:offsets[j+1]]
+                cols[name] = [offsets_values(c) for c in chunks]
+            lead = cols["ids"] if "ids" in cols else cols["target"]
+            row_starts = np.cumsum([0] + [len(o) - 1 for o, _ in lead])
+            state = {"cols": cols, "row_starts": row_starts, "len": int(row_starts[-1])}
+            if self.mode == "packed":
+                ids = cols["ids"]
+                tok_starts = np.cumsum([0] + [int(o[-1] - o[0]) for o, _ in ids])
+                state.update(tok_starts=tok_starts, len=int(tok_starts[-1]) // self.L)
+            self._state = state
+        return self._state
+
+    def __getstate__(self):  # DataLoader workers (spawn) and pickles reopen the mapped files themselves
+        return {**self.__dict__, "_state": None}
+
+    def __len__(self) -> int:
+        return self._len
+
+    def _row(self, name: str, i: int) -> np.ndarray:
+        st = self._open()
+        c = int(np.searchsorted(st["row_starts"], i, side="right")) - 1
+        offsets, values = st["cols"][name][c]
+        j = i - int(st["row_starts"][c])
+        return values[offsets[j]:offsets[j + 1]]
+
+    def _window(self, w: int) -> np.ndarray:
+        st = self._open()
+        start, stop = w * self.L, (w + 1) * self.L
+        starts, chunks = st["tok_starts"], st["cols"]["ids"]
+        c = int(np.searchsorted(starts, start, side="right")) - 1
+        parts = []
+        while start < stop:
+            offsets, values = chunks[c]
+            base = int(offsets[0])
+            lo = base + start - int(starts[c])
+            hi = min(base + stop - int(starts[c]), int(offsets[-1]))
+            parts.append(values[lo:hi])
+            start += hi - lo
+            c += 1
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        if not -self._len <= i < self._len:
+            raise IndexError(i)
+        i = i % self._len
+        L = self.L
+        if self.mode == "packed":
+            return {"input_ids": torch.from_numpy(self._window(i).astype(np.int64)),
+                    "attention_mask": torch.ones(L, dtype=torch.bool), "cond_mask": torch.zeros(L, dtype=torch.bool)}
+        if self.mode == "authors":
+            return self._authors_item(i)
+        b = SequenceBuilder(self.tok, self.cfg)
+        if self.mode == "pair":
+            return b.pair("", "", self._row("cond", i).tolist(), self._row("target", i).tolist())
+        return b.text("", self._row("ids", i).tolist())
+
+    def _authors_item(self, i: int) -> dict[str, torch.Tensor]:
+        L, d = self.L, self.cfg
+        cond = self._row("cond", i)[: d.max_input_length] if "cond" in self.columns else np.zeros(0, np.int64)
+        seq = np.concatenate([cond, self._row("ids", i)])[:L].astype(np.int64)
+        n, n_cond = len(seq), min(len(cond), L)
+        fill = eos_id(self.tok) if d.pad_token == "eos" else SequenceBuilder(self.tok, d).pad
+        ids = torch.full((L,), fill, dtype=torch.long)
+        ids[:n] = torch.from_numpy(seq)
+        pos = torch.arange(L)
+        # valid = the stored tokens, padding excluded whatever the pad token (as SequenceBuilder and the
+        # authors' loader do; with eos as pad the objective puts the loss on the padding itself)
+        return {"input_ids": ids, "attention_mask": pos < n, "cond_mask": pos < n_cond}
+
+    def raw(self, i: int) -> dict:
+        raise IndexError("a tokenized dataset keeps no per-example source text (use reference_texts)")
+
+
+# --------------------------------------------------------------------------- building and the cache
+
+def _source(cfg, split: str, data_dir: Optional[str]) -> tuple[dict, Callable]:
+    """(identity of the source split, a function that opens it as an HF Dataset of raw rows + how to read it)."""
+    from elfctl.data.assets import is_hub_id
+    from elfctl.data import text_stream as ts
+
+    d = cfg.data
+    path = Path(d.dataset).expanduser()
+    if path.is_dir() and ts.is_saved_dataset(path):
+        def open_saved(tmp: Path):
+            ds = ts.load_saved(path, split, "data.dataset")
+            return ds, _fields(d), False
+        return {"saved": str(path.resolve()), "split": split}, open_saved
+    if d.dataset.startswith("builtin:") or path.exists() or not is_hub_id(d.dataset) \
+            or d.dataset.endswith((".jsonl", ".txt", ".json")):
+        f, part = ts.local_source(d, split, data_dir)
+        st = f.stat()
+        ident = {"file": str(f.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "part": part,
+                 "split_seed": d.split_seed if part else None, "val_fraction": d.val_fraction if part else None}
+
+        def open_local(tmp: Path):
+            from datasets import Dataset
+
+            names = ts.normalised_fields(d)
+            n = ts.write_raw_arrow(tmp / "raw.arrow", ts.file_records(f, d), names, f)
+            ds = Dataset.from_file(str(tmp / "raw.arrow"))
+            if part is not None:
+                ds = ds.select(ts.split_indices(n, part, d))
+            return ds, names, False
+        return ident, open_local
+
+    def open_hub(tmp: Path):
+        ds = ts.load_hub(d.dataset, split, d)
+        translation = d.task == "conditional" and "translation" in ds.column_names
+        fields = _fields(d)
+        if not translation:
+            missing = [f for f in fields if f not in ds.column_names]
+            if missing:
+                raise ConfigError(f"data.dataset: hub dataset '{d.dataset}' has no field '{missing[0]}' (fields "
+                                  f"present: {', '.join(ds.column_names)}); set data."
+                                  f"{'text' if len(fields) == 1 else 'input/output'}_field")
+        return ds, fields, translation
+    return {"hub": d.dataset, "config": d.hub_config, "split": split}, open_hub
+
+
+def _fields(d) -> tuple[str, ...]:
+    return (d.input_field, d.output_field) if d.task == "conditional" else (d.text_field,)
+
+
+def cache_key(cfg, split: str, source: dict, tok) -> dict:
+    d = cfg.data
+    return {"format": FORMAT, "source": source, "task": d.task, "fields": list(_fields(d)),
+            "max_length": d.max_length, "max_input_length": d.max_input_length, "packing": d.packing,
+            "max_examples": d.max_examples if split == d.train_split else None,
+            "tokenizer": tokenizer_fingerprint(tok), "layout": layout(d)}
+
+
+def _slug(text: str) -> str:
+    keep = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in Path(text).name or text)
+    return keep.strip("-.")[:40] or "data"
+
+
+def num_procs(setting: int, rows: int) -> int:
+    if setting > 0:
+        return setting
+    return 1 if rows < AUTO_PROCS_MIN_ROWS else max(1, min(os.cpu_count() or 1, 8))
+
+
+def build_tokenized(cfg, split: str, tok, data_dir: Optional[str] = None,
+                    log: Callable[[str], None] = lambda s: None) -> TokenizedDataset:
+    """The split tokenized into (or read from) the on-disk cache; see the module docstring."""
+    from elfctl.data.assets import cache_root
+
+    d = cfg.data
+    data_dir = data_dir or d.data_dir
+    ident, opener = _source(cfg, split, data_dir)
+    key = cache_key(cfg, split, ident, tok)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    name = _slug(ident.get("file") or ident.get("saved") or ident.get("hub") or "data")
+    folder = cache_root(data_dir) / "tokenized" / f"{name}-{split}-{digest}"
+    if not (folder / MANIFEST).is_file():
+        _build(folder, key, opener, cfg, split, tok, log)
+    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    stats = Stats(examples=0, tokens=manifest["tokens"], skipped=manifest["skipped"],
+                  **{k: manifest.get(k, 0) for k in CUT_COUNTS})
+    ds = TokenizedDataset([folder / f for f in manifest["files"]], manifest["layout"], tok, d, stats=stats,
+                          description=str(folder))
+    stats.examples = len(ds)
+    if manifest["layout"] == "packed":
+        stats.tokens = len(ds) * d.max_length
+    return ds
+
+
+def _build(folder: Path, key: dict, opener, cfg, split: str, tok, log) -> None:
+    import time
+
+    import datasets
+    from elfctl.atomic import atomic_write_json
+
+    d = cfg.data
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        t0 = time.perf_counter()
+        ds, fields, translation = opener(tmp)
+        if d.max_examples and split == d.train_split and d.max_examples < len(ds):
+            ds = ds.select(range(d.max_examples))
+        fn = TokenizeBatch(tok, d, fields, translation)
+        procs = min(num_procs(d.tokenize_workers, len(ds)), max(len(ds), 1))
+        was = datasets.utils.logging.is_progress_bar_enabled()
+        datasets.disable_progress_bars()
+        try:
+            out = ds.map(fn, batched=True, batch_size=1000, writer_batch_size=1000, num_proc=procs if procs > 1 else None,
+                         remove_columns=ds.column_names, features=fn.features(), load_from_cache_file=False,
+                         cache_file_name=str(tmp / "tokens.arrow"), new_fingerprint=folder.name[-16:])
+        finally:
+            if was:
+                datasets.enable_progress_bars()
+        files = [Path(f["filename"]) for f in out.cache_files]
+        if any(f.parent.resolve() != tmp.resolve() for f in files):
+            raise ConfigError(f"data.dataset: tokenizing wrote outside {tmp} ({files[0]})")  # never expected
+        table = out.data.table
+        rows = table.num_rows
+        if layout(d) == "packed":
+            import pyarrow.compute as pc
+
+            tokens = int(pc.sum(pc.list_value_length(table.column("input_ids"))).as_py() or 0)
+            cuts = {k: 0 for k in CUT_COUNTS}
+        else:
+            import pyarrow.compute as pc
+
+            tokens = int(pc.sum(table.column("n_valid")).as_py() or 0)
+            cuts = {k: int(pc.sum(table.column(k).cast(pa.int64())).as_py() or 0) for k in CUT_COUNTS}
+        seconds = time.perf_counter() - t0
+        manifest = {**key, "layout": layout(d), "files": [f.name for f in files], "rows": rows,
+                    "skipped": len(ds) - rows, **cuts, "tokens": tokens,
+                    "stream_tokens": tokens if layout(d) == "packed" else None, "processes": procs,
+                    "seconds": round(seconds, 2)}
+        del out, table, ds
+        (tmp / "raw.arrow").unlink(missing_ok=True)
+        for extra in tmp.glob("cache-*.arrow"):  # index mappings of the raw selection
+            extra.unlink(missing_ok=True)
+        atomic_write_json(tmp / MANIFEST, manifest)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process finished the same cache first: keep theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+        log(f"tokenized {rows} records ({tokens} tokens) of {cfg.data.dataset} [{split}] with {procs} "
+            f"process{'es' if procs > 1 else ''} in {seconds:.1f}s ({tokens / max(seconds, 1e-9):.0f} tok/s) -> {folder}")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
