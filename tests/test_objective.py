@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 import torch.nn as nn
 
@@ -217,3 +218,27 @@ def test_from_config_reads_prediction_sc_cfg_tokens_and_pad_token():
     obj = ElfObjective.from_config(cfg)
     assert (obj.path.prediction, obj.path.noise_scale, obj.path.t_eps) == ("v", 3.0, 0.1)
     assert obj.use_sc_cfg is False and obj.pad_token == "eos" and obj.cfg is cfg.objective
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: checks that a loss never syncs with the host")
+def test_a_cuda_loss_with_every_branch_makes_no_host_device_sync():
+    class DeviceStub(nn.Module):  # x̂ = 0.5 + x_sc, logits from the input: no sync of its own
+        def forward(self, z, t, *, x_sc=None, sc_cfg=None, decode=None, return_logits=None, logit_rows=None):
+            out = 0.5 + (torch.zeros_like(z) if x_sc is None else x_sc)
+            logits = z.index_select(0, logit_rows)[..., :2] if return_logits else None
+            return out, logits
+
+    dev = torch.device("cuda")
+    cfg = load_config(None, ["objective.decoder_prob=0.5", "objective.self_cond_prob=0.5"])
+    obj = ElfObjective(cfg.objective, use_sc_cfg=True)
+    x = torch.randn(8, 3, 4, device=dev)
+    ids = torch.zeros(8, 3, dtype=torch.long, device=dev)
+    masks = torch.ones(8, 3, dtype=torch.bool, device=dev), torch.zeros(8, 3, dtype=torch.bool, device=dev)
+    torch.manual_seed(0)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = obj(DeviceStub(), x, ids, *masks, drop_cond=torch.zeros(8, dtype=torch.bool).to(dev, non_blocking=True))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(out.loss).item()
