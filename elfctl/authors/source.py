@@ -54,8 +54,9 @@ def _hub_folder(repo: str, sub: Optional[str]) -> Path:
                f"{' --include ' + repr(sub + '/*') if sub else ''} --local-dir DIR), copy DIR here and run "
                f"`elfctl import DIR` or `elfctl import /path/to/checkpoint_<step>`")
         if not online:
-            raise ConfigError(f"hub model '{repo}' is not reachable from this machine (no connection to the Hugging "
-                              f"Face hub) and not in its local cache; {how}") from None
+            raise ConfigError(f"{repo}{'/' + sub if sub else ''}: no such file or folder here, and as hub model "
+                              f"'{repo}' it is not reachable from this machine (no connection to the Hugging Face "
+                              f"hub) and not in its local cache; {how}") from None
         raise ConfigError(f"hub model '{repo}' could not be downloaded ({type(e).__name__}); {how}") from None
     return local / sub if sub else local
 
