@@ -22,7 +22,8 @@ def import_(
     """Import an authors' ELF checkpoint (read with torch.load(weights_only=True) only) as an elfctl run.
 
     The run then works with `elfctl sample --run DIR` (the authors' sampling settings are its defaults),
-    `elfctl eval`, and `elfctl train DIR/config.yaml train.steps=N` (continues from it, fresh optimizer).
+    `elfctl eval`, and `elfctl train DIR/config.yaml` (continues from it with a fresh optimizer; give the training
+    keys, e.g. train.epochs=null train.steps=N, as overrides here: a run's saved config is what it resumes under).
     """
     import time
 
