@@ -76,13 +76,34 @@ def test_sample_errors(tiny_recipe, tmp_path, capsys):
     assert "looked at" in capsys.readouterr().err
     assert main(["sample", "--runs-dir", str(tmp_path / "nothing-here")]) == 2
     assert "no trained run found under" in capsys.readouterr().err
-    bad = tmp_path / "other.safetensors"
     from safetensors.torch import save_file
     import torch
 
-    ckpt = next((tmp_path / "run" / "checkpoints").iterdir())
-    state = {"flow_head.weight": torch.zeros(3, 3)}
-    save_file(state, str(ckpt / "ema.safetensors"))
-    assert main(["sample", "--checkpoint", str(ckpt)]) == 2
-    assert "does not match this architecture" in capsys.readouterr().err
-    assert not bad.exists()
+    from elfctl.train import checkpoint as ckpt
+
+    def written():
+        return sorted(str(p) for p in tmp_path.rglob("*.jsonl") if "samples" in p.parts)
+
+    before = written()
+    step_dir = ckpt.latest_checkpoint(tmp_path / "run")
+    # weights of another architecture in an intact checkpoint: one line naming the mismatch
+    other = ckpt.save_checkpoint(tmp_path / "other", 5, model_state={"flow_head.weight": torch.zeros(3, 3)},
+                                 ema_state={"flow_head.weight": torch.zeros(3, 3)}, train_state={},
+                                 meta={k: v for k, v in ckpt.read_meta(step_dir).items() if k not in ("files", "step")},
+                                 config_yaml=(step_dir / "config.yaml").read_text())
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", str(other)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not match this architecture" in err[0], err
+    # a damaged weights file (valid safetensors, other bytes than the checkpoint recorded): one line naming it
+    ema = step_dir / "ema.safetensors"
+    save_file({"flow_head.weight": torch.zeros(3, 3)}, str(ema))
+    assert main(["sample", "--checkpoint", str(step_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(ema) in err[0] and "damaged" in err[0], err
+    # a truncated one, reached through the run directory
+    ema.write_bytes(b"\0" * 7)
+    assert main(["sample", "--run", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(ema) in err[0] and "truncated" in err[0], err
+    assert written() == before  # no failed sample call left a samples file behind
