@@ -55,6 +55,8 @@ def _spec(tmp_path, text):
     ("scales: {quick: {recipe: quickstart}}\nvariants:\n  - {name: a}\n  - {name: a}\n", "'a' is used twice"),
     ("scales: {quick: {recipe: quickstart}}\nvariants:\n  - name: a\n    train: model.prediction=v\n",
      "variants[0].train: must be a list"),
+    ("scales: {quick: {recipe: quickstart}}\nplot_x: sample.step\nvariants:\n  - {name: a}\n",
+     "plot_x: unknown key 'sample.step' (did you mean 'steps'?)"),
 ])
 def test_a_spec_mistake_is_one_line_naming_file_and_place(tmp_path, text, message):
     p = _spec(tmp_path, text)

@@ -22,6 +22,7 @@ Built-in specs ship in this package; users pass a path to their own.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Optional
 
 import yaml
 
-from elfctl.config import apply_overrides, load_config, parse_override
+from elfctl.config import SECTIONS, load_config, parse_override
 from elfctl.errors import ConfigError
 
 SPEC_DIR = Path(__file__).resolve().parent
@@ -202,10 +203,14 @@ def _plot_x(path: Path, data: dict) -> Optional[str]:
         return None
     if not isinstance(plot_x, str) or plot_x.count(".") != 1:
         raise ConfigError(f"{path}: plot_x: must be a section.key the variants set (e.g. sample.steps)")
-    try:
-        apply_overrides({}, [f"{plot_x}=0"])
-    except ConfigError as e:
-        raise ConfigError(f"{path}: plot_x: {e}") from None
+    section, key = plot_x.split(".")
+    if section not in SECTIONS:
+        raise ConfigError(f"{path}: plot_x: unknown section '{section}'{_hint(section, SECTIONS)}; valid: "
+                          f"{', '.join(SECTIONS)}")
+    keys = [f.name for f in dataclasses.fields(SECTIONS[section])]
+    if key not in keys:
+        raise ConfigError(f"{path}: plot_x: unknown key '{plot_x}'{_hint(key, keys)}; valid keys of '{section}': "
+                          f"{', '.join(keys)}")
     return plot_x
 
 
