@@ -154,6 +154,19 @@ def test_sub_step_grid_spans_the_student_step():
     assert float(one.draw(torch.zeros(50, 2, 8)).t_s.max()) <= 1e-6  # the one-step student starts at t ≈ 0
 
 
+def test_distillation_recipes_validate_and_owt_pd_keeps_the_released_curriculum():
+    owt = load_config("owt-pd")
+    d = owt.distill
+    assert (d.rounds, d.teacher_steps, d.round_epochs, d.warmup_fraction) == ([16, 8, 4, 2, 1], 64, 1.0, 0.1)
+    assert (owt.optim.optimizer, owt.optim.ema_decay, owt.train.batch_size, owt.model.dropout) == \
+        ("muon", 0.9999, 512, 0.0)
+    assert d.samplers[1] == {"sampler": "sde", "gamma": 1.5, "sc_cfg": 2.5}
+    assert d.samplers[32] == {"sampler": "sde", "gamma": 2.0, "sc_cfg": 2.0}
+    quick = load_config("quickstart-pd")
+    assert quick.distill.teacher == "runs/quickstart" and quick.distill.rounds[-1] == 1
+    assert quick.model == load_config("quickstart").model  # the student is the teacher's network
+
+
 # --------------------------------------------------------------------------- frozen teacher, masking
 
 def _batch(B=4, L=5, C=8, V=23):

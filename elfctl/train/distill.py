@@ -69,6 +69,9 @@ def round_config(cfg: Config, rnd: Round, steps: int) -> Config:
     data = cfg.to_dict()
     data["train"].update(run_dir=str(rnd.run_dir), steps=steps)
     data["optim"]["warmup_steps"] = math.ceil(cfg.distill.warmup_fraction * steps)
+    for section, key in (("train", "epochs"), ("optim", "warmup_epochs")):  # the round's length is in steps
+        if key in data[section]:
+            data[section][key] = None
     data["model"]["dropout"] = 0.0
     data["sample"].update(cfg.distill.samplers[rnd.student_steps])
     data["sample"]["steps"] = rnd.student_steps
