@@ -170,9 +170,11 @@ class TrainConfig:
     seed: int = _f(0, "Seed of everything random in training.")
     run_dir: Optional[str] = _f(None, "Run directory (default: runs/<recipe name>).")
     bf16: bool = _f(True, "bf16 autocast on CUDA (heads stay fp32). Ignored on CPU.")
-    compile: bool = _f(False, "torch.compile the network.")
+    compile: bool = _f(False, "torch.compile each transformer block in place (inside DDP/FSDP, which keep their "
+                                "communication overlap; checkpoints unchanged).")
     fsdp: bool = _f(False, "Shard the model with FSDP2 (fully_shard) under torchrun.")
-    device: str = _f("auto", "auto, cpu, cuda or cuda:N.")
+    device: str = _f("auto", "auto, cpu, cuda or cuda:N. Under torchrun, auto and cuda mean cuda:LOCAL_RANK "
+                              "(a fixed cuda:N is refused with several ranks).")
     sample_every: int = _f(0, "Sample and score every N steps during training (0: never).", lo=0)
     loggers: str = _f("jsonl", "Where metrics go, comma-separated: jsonl (<run_dir>/metrics.jsonl, always on), "
                       "tensorboard (<run_dir>/tensorboard; pip install 'elfctl[tensorboard]'), wandb (pip install "
