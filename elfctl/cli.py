@@ -104,7 +104,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     except Exception as e:  # click usage errors and anything unexpected
         # typer vendors its own click: recognise its usage errors by shape, not by class
         if hasattr(e, "show") and isinstance(getattr(e, "exit_code", None), int):
-            e.show()
+            if type(e).__name__ == "NoArgsIsHelpError" or not hasattr(e, "format_message"):
+                e.show()  # a bare `elfctl train`: the help, not an error
+                return e.exit_code or EXIT_USAGE
+            # one line like every other error (click's own block adds the usage and a help hint on three more)
+            ctx = getattr(e, "ctx", None)
+            hint = f" (see `{ctx.command_path} -h`)" if getattr(ctx, "command_path", None) else ""
+            typer.secho(f"error: {' '.join(e.format_message().split())}{hint}", fg=typer.colors.RED, err=True)
             return e.exit_code or EXIT_USAGE
         if debug:
             raise

@@ -357,6 +357,9 @@ def _range_text(meta: dict) -> str:
     return f" ({' and '.join(parts)})" if parts else ""
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def _short(value: Any, limit: int = 60) -> str:
     """repr of a user value, cut so that an error stays one readable line."""
     text = repr(value)
@@ -366,9 +369,12 @@ def _short(value: Any, limit: int = 60) -> str:
 def _check_range(path: str, value: Any, meta: dict) -> None:
     if value is None:
         return
-    if isinstance(value, float) and not math.isfinite(value) and meta.get("finite", True):
-        raise ConfigError(f"{path}: {value!r} is not a finite number; give a finite value"
-                          + _range_text(meta))
+    if isinstance(value, float) and meta.get("finite", True):
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: {value!r} is not a finite number; give a finite value" + _range_text(meta))
+        if abs(value) > FLOAT32_MAX:  # finite here, but inf (or an error) once it meets a float32 tensor
+            raise ConfigError(f"{path}: {value!r} is too large; numbers must fit a float32 (|x| <= 3.4e38)"
+                              + _range_text(meta))
     choices = meta.get("choices")
     if choices and value not in choices:
         raise ConfigError(f"{path}: {_short(value)} is not valid; choose one of {', '.join(choices)}"
@@ -391,7 +397,7 @@ def _build_section(name: str, cls: type, values: dict) -> Any:
     for key, value in values.items():
         path = f"{name}.{key}"
         if key not in fields:
-            raise ConfigError(f"unknown key '{path}'{_hint(key, fields)}; valid keys of '{name}': "
+            raise ConfigError(f"unknown key {_short(path)}{_hint(key, fields)}; valid keys of '{name}': "
                               f"{', '.join(fields)}")
         kwargs[key] = _coerce(path, value, hints[key])
     section = cls(**kwargs)
@@ -469,7 +475,7 @@ def config_from_dict(data: dict, *, name: str | None = None) -> Config:
         elif key in TOP_LEVEL_SCALARS:
             kwargs[key] = _coerce(key, value, str)
         else:
-            raise ConfigError(f"unknown section '{key}'{_hint(key, valid_top)}; valid: {', '.join(valid_top)}")
+            raise ConfigError(f"unknown section {_short(key)}{_hint(key, valid_top)}; valid: {', '.join(valid_top)}")
     cfg = Config(**kwargs)
     if name is not None:
         cfg.name = name
@@ -522,7 +528,7 @@ def _check_file_keys(path: Path, data: dict) -> None:
                     raise ConfigError(f"{path}: unknown key '{key}.{k}'{_hint(str(k), fields)}; valid keys of "
                                       f"'{key}': {', '.join(fields)}")
         elif key not in valid_top:
-            raise ConfigError(f"{path}: unknown section '{key}'{_hint(str(key), valid_top)}; valid: "
+            raise ConfigError(f"{path}: unknown section {_short(key)}{_hint(str(key), valid_top)}; valid: "
                               f"{', '.join(valid_top)}")
 
 
@@ -547,13 +553,13 @@ def _load_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict:
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``section.key=value`` -> (['section', 'key'], value parsed as YAML scalar)."""
     if "=" not in text:
-        raise ConfigError(f"override '{text}': expected section.key=value (e.g. train.steps=100)")
+        raise ConfigError(f"override {_short(text)}: expected section.key=value (e.g. train.steps=100)")
     key, raw = text.split("=", 1)
     parts = key.strip().split(".")
     if len(parts) != 2 or not all(parts):
         if len(parts) == 1 and parts[0] in TOP_LEVEL_SCALARS:
             return parts, raw
-        raise ConfigError(f"override '{text}': key must be section.key (e.g. train.steps=100)")
+        raise ConfigError(f"override {_short(text)}: key must be section.key (e.g. train.steps=100)")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -570,7 +576,7 @@ def apply_overrides(data: dict, overrides: typing.Sequence[str]) -> dict:
             continue
         section, key = parts
         if section not in SECTIONS:
-            raise ConfigError(f"override '{text}': unknown section '{section}'{_hint(section, SECTIONS)}; "
+            raise ConfigError(f"override {_short(text)}: unknown section {_short(section)}{_hint(section, SECTIONS)}; "
                               f"valid: {', '.join(SECTIONS)}")
         data[section] = {**(data.get(section) or {}), key: value}
     return data
