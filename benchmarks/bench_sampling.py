@@ -8,8 +8,9 @@ network called in a bare loop with the same number of forwards (N denoise + 1 de
 CPU: the very inputs the sampler produced, replayed) and no sampler logic. overhead = sampler / bare − 1
 (target < 5%). An ODE row separates the churn noise (drawn with torch.Generator on the CPU, where it is the
 bulk of the overhead) from the rest of the sampler.
-On CUDA it also runs ELF-B at length 1024, batch 64 and 256, under bf16 autocast (Triton kernels, noise drawn
-in-kernel). Runs are interleaved and the minimum of ``--repeats`` is kept.
+On CUDA it also runs ELF-B at length 1024, batch 64 and 256, as `elfctl sample` does there: bf16 autocast inside the
+sampler (``sample.bf16``), TF32 for the fp32 matmuls, Triton kernels with noise drawn in-kernel. Runs are interleaved
+and the minimum of ``--repeats`` is kept.
 """
 
 from __future__ import annotations
@@ -24,17 +25,21 @@ from elfctl import kernels
 from elfctl.config import load_config
 from elfctl.flow import FlowPath
 from elfctl.model import build_model
+from elfctl.sampling.precision import enable_tf32, precision_label
 from elfctl.sampling.sampler import EulerSampler, SamplerSettings
 
 
 def bench(preset: str, B: int, L: int, C: int, vocab: int, steps: int, sampler: str, repeats: int,
           device: torch.device) -> dict:
-    cfg = load_config(None, [f"model.preset={preset}"])
+    cfg = load_config(None, [f"model.preset={preset}", f"sample.steps={steps}", f"sample.sampler={sampler}",
+                             f"sample.gamma={1.5 if sampler == 'sde' else 0.0}", "sample.sc_cfg=3.0"])
     torch.manual_seed(0)
     model = build_model(cfg.model, C, vocab).to(device).eval()
     torch.nn.init.normal_(model.flow_head.weight, std=0.02)
-    settings = SamplerSettings(steps=steps, sampler=sampler, gamma=1.5, sc_cfg=3.0)
-    elf_sampler = EulerSampler(model, FlowPath(), settings)
+    enable_tf32(device)
+    settings = SamplerSettings.from_config(cfg)
+    path = FlowPath.from_config(cfg)
+    elf_sampler = EulerSampler(model, path, settings)
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     z = torch.randn(B, L, C, device=device)
     t = torch.full((B,), 0.5, device=device)
@@ -45,9 +50,8 @@ def bench(preset: str, B: int, L: int, C: int, vocab: int, steps: int, sampler: 
             torch.cuda.synchronize()
 
     @torch.no_grad()
-    def run_sampler():
-        with amp:
-            elf_sampler.sample(B, L, C, seed=0, device=device)
+    def run_sampler():  # the sampler enters bf16 autocast itself on CUDA (sample.bf16)
+        elf_sampler.sample(B, L, C, seed=0, device=device)
 
     # The bare loop: on the CPU it replays the exact inputs of one sampler run (CPU kernels are value-dependent:
     # subnormals make a synthetic loop slower than the real one); on CUDA (memory) it loops on a fixed z.
@@ -60,7 +64,7 @@ def bench(preset: str, B: int, L: int, C: int, vocab: int, steps: int, sampler: 
                 return model(z_, t_, **kw)
 
         with torch.no_grad():
-            EulerSampler(Recorder(), FlowPath(), settings).sample(B, L, C, seed=0, device=device)
+            EulerSampler(Recorder(), path, settings).sample(B, L, C, seed=0, device=device)
 
     @torch.no_grad()
     def run_bare():
@@ -88,7 +92,7 @@ def bench(preset: str, B: int, L: int, C: int, vocab: int, steps: int, sampler: 
     return {"preset": preset, "sampler": f"{sampler} {steps} steps", "batch": B, "length": L, "latent": C,
             "sampler_s": round(s, 4), "bare_s": round(b, 4), "samples_per_s": round(B / s, 2),
             "tokens_per_s": round(B * L / s, 1), "overhead_pct": round(100 * (s / b - 1), 1),
-            "kernels": kernels.resolve_backend(z)}
+            "kernels": kernels.resolve_backend(z), "precision": precision_label(device, settings.bf16)}
 
 
 def main() -> None:
@@ -111,7 +115,7 @@ def main() -> None:
     for r in rows:
         r["device"] = devices["cuda" if r["kernels"] == "triton" or r["preset"] == "elf-b" else "cpu"]
     keys = ["device", "preset", "sampler", "batch", "length", "latent", "samples_per_s", "tokens_per_s",
-            "sampler_s", "bare_s", "overhead_pct", "kernels"]
+            "sampler_s", "bare_s", "overhead_pct", "kernels", "precision"]
     print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for r in rows:
         print("| " + " | ".join(str(r[k]) for k in keys) + " |")
