@@ -62,3 +62,17 @@ def test_range_checks_cannot_be_passed_by_nan():
 def test_an_integer_too_large_for_a_float_is_one_line():
     with pytest.raises(ConfigError, match="optim.blr: must be a number"):
         load_config(None, [f"optim.blr={10 ** 400}"])
+
+
+def test_a_finite_number_beyond_float32_is_refused_before_it_meets_a_tensor():
+    # found by the fuzz test: `sample --cfg 1e40` passed validation and crashed sampling with a RuntimeError
+    with pytest.raises(ConfigError, match=r"--cfg: 1e\+40 is too large; numbers must fit a float32"):
+        check_value("sample", "cfg", "1e40", name="--cfg")
+    assert check_value("sample", "cfg", "3e38", name="--cfg") == 3e38
+
+
+def test_an_override_with_a_newline_is_still_one_line():
+    # found by the fuzz test: the raw override text went into the message
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["a\nb=1"])
+    assert "\n" not in str(e.value) and "'a\\nb=1'" in str(e.value)
