@@ -11,11 +11,11 @@ own with its own time limit, inside an overall budget (``--budget``, default 480
 2. ``kernel_bench``  eager vs torch.compile vs Triton, GB/s against a device copy (bench_kernels.py).
 3. ``train_bench``   ELF-B (owt recipe: Muon, bf16) at length 1024, batch 32: eager, then torch.compile per block;
    tokens/s and MFU counted from the passes that run (bench_train.py).
-4. ``ddp`` / ``fsdp`` with >= 2 GPUs: the trainer under torchrun over NCCL (train.device=cuda: one GPU per rank,
-   bf16, torch.compile), against one process on the same global batch.
+4. ``judge``         Gen PPL judge throughput at GPT-2 Large size (random weights), bf16 and fp32 (bench_judge.py).
 5. ``sampling``      ELF-B 32-step SDE at length 1024, batch 64 and 256, with the kernels and with
    ELFCTL_KERNELS=torch (bench_sampling.py's bench()).
-6. ``judge``         Gen PPL judge throughput at GPT-2 Large size (random weights), fp32 and bf16 (bench_judge.py).
+6. ``ddp`` / ``fsdp`` with >= 2 GPUs: the trainer under torchrun over NCCL (train.device=cuda: one GPU per rank,
+   bf16, torch.compile), against one process on the same global batch.
 
 Without CUDA it runs what a CPU can (the interpreted kernel check, the CUDA tests collected and skipped, a tiny
 training step, a tiny judge) and lists every step it skipped, with the reason.
@@ -333,7 +333,8 @@ def main(argv=None) -> int:
     env = environment()
     print(f"[gpu_check] {json.dumps(env)}", flush=True)
     t0 = time.monotonic()
-    for step in (kernel_tests, kernel_bench, train_bench, distributed, sampling, judge):
+    # cheapest and most telling first: a step that would not fit the budget is skipped, not cut short
+    for step in (kernel_tests, kernel_bench, train_bench, judge, sampling, distributed):
         if args.only is None or step.__name__ in args.only:
             step(run)
     payload = {"environment": env, "budget_s": args.budget, "wall_s": round(time.monotonic() - t0, 1),
