@@ -331,6 +331,8 @@ def test_flags_that_would_be_ignored_are_refused_or_warned(make_run, tmp_path, c
     warnings = [x for x in capsys.readouterr().out.splitlines() if x.startswith("warning:")]
     assert warnings == [f"warning: 5 samples asked for, but --input {inputs} has 2 inputs: drawing 2, one per input"]
     assert len(_lines(out)) == 1 + 2
+    assert main(["sample", "--run", cond, "--prompt", "the cat", "--out", str(out)]) == 0
+    assert len(_lines(out)) == 1 + 1  # one sample of a prompt unless --num-samples asks for more
 
 
 def test_compile_hands_the_network_to_torch_compile(make_run, tmp_path, monkeypatch):

@@ -203,8 +203,9 @@ def _inputs(req: SampleRequest, loaded, sample: SampleConfig, num_given: bool, l
     cfg = loaded.cfg
     if cfg.data.task != "conditional":
         return [], sample.num_samples
-    if req.prompt:
-        return [{"input": req.prompt}] * sample.num_samples, sample.num_samples
+    if req.prompt:  # one sample of the prompt unless a number is asked for
+        n = sample.num_samples if num_given else 1
+        return [{"input": req.prompt}] * n, n
     if req.input_file:
         inputs, what = read_inputs(Path(req.input_file)), f"--input {req.input_file}"
     else:
