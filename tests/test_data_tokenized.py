@@ -25,9 +25,9 @@ KEYS = ("input_ids", "attention_mask", "cond_mask")
 
 @pytest.fixture
 def fresh_cache(monkeypatch, tmp_path):
-    """Token caches under tmp_path (built-in sets still come from the shared asset cache)."""
+    """Token caches under tmp_path (built-in sets still come from the session's asset cache)."""
     root = tmp_path / "cache"
-    monkeypatch.setattr("elfctl.data.assets.cache_root", lambda data_dir=None: root)
+    monkeypatch.setattr("elfctl.data.tokenized.cache_root", lambda data_dir=None: root)
     return root
 
 
@@ -43,6 +43,8 @@ def _same_examples(a, b):
             assert torch.equal(x[k], y[k]), (i, k)
 
 
+@pytest.mark.network
+@pytest.mark.network  # the built-in sets' source files come from the package registry
 @pytest.mark.parametrize("over", [
     ["data.dataset=builtin:wiki-leads", "data.max_length=24"],
     ["data.dataset=builtin:wiki-leads", "data.max_length=24", "data.packing=true"],
@@ -225,3 +227,25 @@ def test_resume_mid_epoch_with_workers_reproduces_the_run_without_workers(tmp_pa
     train(tmp_path / "w", 9, 2)
     assert _losses(tmp_path / "ref") == _losses(tmp_path / "w")
     assert [s for s, _ in _losses(tmp_path / "w")] == list(range(1, 10))
+
+
+def test_two_gloo_ranks_with_workers_match_one_process_without(tmp_path):
+    import os
+    import socket
+    import subprocess
+
+    worker = str(Path(__file__).resolve().parent / "train_worker.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    common = ["train.steps=3", "train.save_every=3"]
+    subprocess.run([sys.executable, worker, str(tmp_path / "one"), "train.grad_accum=2", *common], check=True,
+                   env=env, capture_output=True, timeout=300)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                        "127.0.0.1", "--master_port", str(port), worker, str(tmp_path / "two"), "data.num_workers=1",
+                        *common], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    one, two = dict(_losses(tmp_path / "one")), dict(_losses(tmp_path / "two"))
+    assert one.keys() == two.keys() == {1, 2, 3}
+    assert all(one[s] == pytest.approx(two[s], rel=1e-5, abs=1e-6) for s in one)

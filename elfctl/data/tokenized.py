@@ -26,6 +26,7 @@ import pyarrow as pa
 import torch
 from torch.utils.data import Dataset
 
+from elfctl.data.assets import cache_root
 from elfctl.data.tokenize import SequenceBuilder, Stats, batch_token_ids, eos_id
 from elfctl.errors import ConfigError
 
@@ -304,8 +305,6 @@ def num_procs(setting: int, rows: int) -> int:
 def build_tokenized(cfg, split: str, tok, data_dir: Optional[str] = None,
                     log: Callable[[str], None] = lambda s: None) -> TokenizedDataset:
     """The split tokenized into (or read from) the on-disk cache; see the module docstring."""
-    from elfctl.data.assets import cache_root
-
     d = cfg.data
     data_dir = data_dir or d.data_dir
     ident, opener = _source(cfg, split, data_dir)
