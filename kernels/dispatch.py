@@ -190,8 +190,8 @@ def launch(name: str, z: torch.Tensor, requested: Optional[str], triton_call: Ca
     try:
         with launch_context(z.device):
             return triton_call()
-    except (ValueError, ConfigError):
-        raise  # the caller's inputs or setup: the same error whichever backend runs
+    except (ValueError, ConfigError, torch.OutOfMemoryError):
+        raise  # the caller's inputs, setup or memory: the same error whichever backend runs
     except Exception as e:  # noqa: BLE001 - a launch failure
         reason = f"the {name} launch failed ({_first_line(e)})"
         if requested_backend(requested) == "triton":

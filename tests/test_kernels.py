@@ -312,11 +312,24 @@ def test_auto_falls_back_when_a_later_launch_raises(fresh_probes, monkeypatch, c
 
     z = torch.randn(2, 3, 8)
     assert resolve_backend(z) == "triton"  # the real probe passes
+    real = tn.sde_noise_inject_triton
     monkeypatch.setattr(tn, "sde_noise_inject_triton", _raise_launch)
     out = sde_noise_inject(z, alpha=0.5, noise_scale=1.0, seed=3, offset=64)  # e.g. a new shape fails to compile
     assert torch.equal(out, sde_noise_inject_ref(z, alpha=0.5, noise_scale=1.0, seed=3, offset=64))
     assert resolve_backend(z) == "torch"  # remembered for the device
     assert capsys.readouterr().err.count("warning: Triton kernels unavailable on cpu") == 1
+    # running out of memory is not "Triton does not work here": raised as it is, no fallback remembered
+    monkeypatch.setattr(tn, "sde_noise_inject_triton", real)
+    dispatch.reset_probes()
+    assert resolve_backend(z) == "triton"
+
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB")
+
+    monkeypatch.setattr(tn, "sde_noise_inject_triton", oom)
+    with pytest.raises(torch.OutOfMemoryError):
+        sde_noise_inject(z, alpha=0.5, noise_scale=1.0, seed=3, offset=64)
+    assert resolve_backend(z) == "triton"
 
 
 def test_interpreter_is_never_used_on_cuda_tensors(monkeypatch, capsys):
