@@ -129,8 +129,11 @@ def test_judge_device_auto_is_the_cpu_here_and_scores_are_unchanged(tmp_path):
     b = score_texts(TEXTS, cpu, proto, batch_size=1)
     assert [s.n_scored for s in a] == [s.n_scored for s in b]
     assert [s.nll_sum for s in a] == pytest.approx([s.nll_sum for s in b], rel=1e-6)
-    with pytest.raises(ConfigError, match="judge device: 'cuda' asked for, but no CUDA device is available"):
-        load_judge(str(d), device="cuda") if not torch.cuda.is_available() else judge_device("tpu")
+    with pytest.raises(ConfigError, match="judge device: 'tpu' is not valid; use auto, cpu, cuda or cuda:N"):
+        load_judge(str(d), device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="judge device: 'cuda' asked for, but no CUDA device is available"):
+            load_judge(str(d), device="cuda")
     # bf16 is a judge setting of its own, recorded in the protocol
     assert make_protocol("elf", auto.name, judge_dtype="bfloat16").hash != make_protocol("elf", auto.name).hash
 
