@@ -33,9 +33,9 @@ def _close(got, want, dtype):
 
 def test_auto_probe_picks_triton_on_this_gpu():
     dispatch.reset_probes()
-    assert resolve_backend(torch.zeros(1, 2, 8, device="cuda")) == "triton"
+    assert resolve_backend(torch.zeros(1, 2, 8, device="cuda"), "auto") == "triton"
     if torch.cuda.get_device_capability() >= (8, 0):
-        assert resolve_backend(torch.zeros(1, 2, 8, device="cuda", dtype=torch.bfloat16)) == "triton"
+        assert resolve_backend(torch.zeros(1, 2, 8, device="cuda", dtype=torch.bfloat16), "auto") == "triton"
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
@@ -93,7 +93,7 @@ def test_64_bit_index_path():
     z = torch.randn(1, n_rows, 512, device="cuda", dtype=torch.bfloat16)
     xc = torch.randn_like(z)
     z_next, x = guidance_step(xc, None, z, backend="triton", **STEP)
-    tail = slice(n_rows - 16, n_rows)  # rows past element 2**31
+    tail = slice(n_rows - 16, n_rows)  # the last 16 rows: elements 2**31 - 4096 .. 2**31 + 4096
     want = guidance_step_ref(xc[:, tail], None, z[:, tail], **STEP)
     _close(z_next[:, tail], want[0], torch.bfloat16)
     del z_next, x, xc
@@ -112,6 +112,11 @@ def test_64_bit_index_path():
 def test_launch_on_the_tensors_device_and_stream():
     torch.cuda.set_device(0)
     xc, xu, z, cl, cm = _inputs((4, 65, 256), torch.float32, "cuda:1")
+    want = guidance_step_ref(xc, xu, z, cond_latents=cl, cond_mask=cm, **STEP)
+    # GPU 0 is current: the kernels must still launch on GPU 1, where the tensors are
+    for g, w in zip(guidance_step(xc, xu, z, cond_latents=cl, cond_mask=cm, backend="triton", **STEP), want):
+        _close(g, w, torch.float32)
+    # and on GPU 1's current stream (torch.cuda.stream also makes GPU 1 current inside the block)
     stream = torch.cuda.Stream(device="cuda:1")
     stream.wait_stream(torch.cuda.current_stream("cuda:1"))
     with torch.cuda.stream(stream):
@@ -119,7 +124,7 @@ def test_launch_on_the_tensors_device_and_stream():
         noise = sde_noise_inject(z, alpha=0.5, noise_scale=1.0, seed=1, offset=0, backend="triton")
     stream.synchronize()
     assert torch.cuda.current_device() == 0 and got[0].device == torch.device("cuda", 1)
-    for g, w in zip(got, guidance_step_ref(xc, xu, z, cond_latents=cl, cond_mask=cm, **STEP)):
+    for g, w in zip(got, want):
         _close(g, w, torch.float32)
     same = sde_noise_inject(z.to("cuda:0"), alpha=0.5, noise_scale=1.0, seed=1, offset=0, backend="triton")
     assert torch.equal(noise.cpu(), same.cpu())  # the same stream on either GPU
