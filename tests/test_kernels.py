@@ -370,6 +370,25 @@ def test_auto_on_a_gpu_that_cannot_launch_falls_back(monkeypatch, capsys):
     dispatch.reset_probes()
 
 
+def test_kernels_launch_under_the_tensors_device(monkeypatch):
+    import contextlib
+    from types import SimpleNamespace
+
+    entered = []
+
+    @contextlib.contextmanager
+    def fake_device(device):  # torch.cuda.device: makes a device (and its current stream) current
+        entered.append(torch.device(device))
+        yield
+
+    monkeypatch.setattr(torch.cuda, "device", fake_device)
+    z = SimpleNamespace(device=torch.device("cuda", 1), dtype=torch.float32)
+    seen = dispatch.launch("guidance_step", z, "triton", lambda: list(entered), lambda: None)
+    assert seen == [torch.device("cuda", 1)]  # the launch ran inside cuda:1's context
+    entered.clear()
+    assert dispatch.launch("guidance_step", torch.zeros(1), "triton", lambda: list(entered), lambda: None) == []
+
+
 def test_inputs_must_share_z_device():
     z = torch.zeros(2, 3, 4)
     with pytest.raises(ValueError, match="x_uncond is on meta, z is on cpu"):
