@@ -32,6 +32,7 @@ from elfctl.config import load_config
 from elfctl.errors import ConfigError
 from elfctl.model import build_model, count_parameters
 from elfctl.objective import ElfObjective
+from elfctl.sampling.precision import enable_tf32
 from elfctl.train.compiled import compile_blocks
 from elfctl.train.distributed import pick_device
 from elfctl.train.flops import naive_step_flops, step_flops
@@ -49,18 +50,10 @@ def peak_tflops(device_name: str) -> float | None:
     return None
 
 
-def enable_tf32(device: torch.device) -> bool:
-    """TF32 for the fp32 matmuls, as training and sampling set it (``elfctl.sampling.precision``)."""
-    if device.type != "cuda":
-        return False
-    try:
-        from elfctl.sampling.precision import enable_tf32 as enable
-    except ImportError:
-        torch.backends.cuda.matmul.fp32_precision = "tf32"
-        torch.backends.cudnn.conv.fp32_precision = "tf32"
-        return True
-    enable(device)
-    return True
+def tf32_on(device: torch.device) -> bool:
+    """TF32 for the fp32 matmuls on CUDA, as sampling sets it (``elfctl.sampling.precision``)."""
+    enable_tf32(device)
+    return device.type == "cuda"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -96,7 +89,7 @@ def run(args) -> dict:
     ema = EMA(model, cfg.optim.ema_decay)
     objective = ElfObjective.from_config(cfg)  # the one place the loss is built from a recipe
     guided = objective.use_sc_cfg and cfg.objective.self_cond_prob > 0
-    tf32 = enable_tf32(device)
+    tf32 = tf32_on(device)
     if args.compile:
         compile_blocks(model)
     B, L, C = args.batch, args.length, args.latent_dim
