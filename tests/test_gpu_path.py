@@ -176,3 +176,36 @@ def test_judge_on_the_gpu_scores_like_the_cpu(tmp_path):
     bf16 = load_judge(str(d), dtype="bfloat16")
     assert next(bf16.model.parameters()).dtype == torch.bfloat16
     assert [s.nll_sum for s in score_texts(TEXTS, bf16, proto, batch_size=2)] == pytest.approx(want, rel=3e-2)
+
+
+# ------------------------------------------------------------------ the training benchmark's command line
+def _bench_train():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_train.py"
+    spec = importlib.util.spec_from_file_location("bench_train", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bench_train_accepts_the_documented_flags(capsys, tmp_path):
+    bench = _bench_train()
+    tiny = ["--batch", "2", "--length", "4", "--steps", "1", "--warmup", "0", "--latent-dim", "8", "--vocab", "11",
+            "--set", "model.depth=1", "--set", "model.hidden_size=16", "--set", "model.num_heads=2",
+            "--set", "optim.optimizer=adamw"]
+    assert bench.main(["--recipe", "owt", "--preset", "elf-tiny", "--device", "cpu", *tiny,
+                       "--json", str(tmp_path / "r.json")]) == 0
+    import json
+
+    row = json.loads((tmp_path / "r.json").read_text())
+    assert (row["recipe"], row["preset"], row["precision"], row["compile"]) == ("owt", "elf-tiny", "fp32", False)
+    assert "mfu_pct" not in row  # no peak FLOP/s known for a CPU
+    if not torch.cuda.is_available():
+        capsys.readouterr()
+        assert bench.main(["--device", "cuda", *tiny]) == 2  # the flag exists; no GPU here is one line
+        err = capsys.readouterr().err
+        assert err.strip() == "error: --device: 'cuda' asked for, but no CUDA device is available; use auto or cpu"
+    assert bench.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0 and bench.peak_tflops("NVIDIA H100 PCIe") == 756.0
+    assert bench.peak_tflops("NVIDIA H200") == 989.0 and bench.peak_tflops("Some GPU") is None
