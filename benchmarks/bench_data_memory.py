@@ -8,7 +8,8 @@ tokenizer makes every word one token, so the token count is exact), a tiny word-
 ``python -m elfctl train`` in a fresh cache and samples the resident memory of the process tree every 50 ms.
 Reported: peak RSS of the main process and peak summed RSS of the process tree (tokenizer and DataLoader
 workers included; shared pages count once per process), each also as RssAnon (RSS without the pages of
-memory-mapped files, which the kernel drops at will), and wall time. Set PYTHONPATH to measure another checkout.
+memory-mapped files, which the kernel drops at will), the tree's summed PSS (what the tree really uses: a
+forked worker's pages shared with its parent count once), and wall time. Set PYTHONPATH to measure another checkout.
 """
 
 from __future__ import annotations
@@ -77,15 +78,16 @@ def measure(cmd: list[str], env: dict) -> dict:
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     ps = psutil.Process(proc.pid)
-    peak = {"main": 0, "tree": 0, "main_anon": 0, "tree_anon": 0}
+    peak = {"main": 0, "tree": 0, "main_anon": 0, "tree_anon": 0, "tree_pss": 0}
     while proc.poll() is None:
         try:
             main, main_anon = rss_kib(proc.pid)
-            tree, tree_anon = main, main_anon
+            tree, tree_anon, tree_pss = main, main_anon, pss_kib(proc.pid)
             for c in ps.children(recursive=True):
                 r, a = rss_kib(c.pid)
-                tree, tree_anon = tree + r, tree_anon + a
-            for k, v in (("main", main), ("tree", tree), ("main_anon", main_anon), ("tree_anon", tree_anon)):
+                tree, tree_anon, tree_pss = tree + r, tree_anon + a, tree_pss + pss_kib(c.pid)
+            for k, v in (("main", main), ("tree", tree), ("main_anon", main_anon), ("tree_anon", tree_anon),
+                         ("tree_pss", tree_pss)):
                 peak[k] = max(peak[k], v)
         except psutil.Error:
             pass
@@ -93,6 +95,18 @@ def measure(cmd: list[str], env: dict) -> dict:
     out = proc.stdout.read().decode(errors="replace")
     return {"rc": proc.returncode, **{f"peak_rss_{k}_mib": round(v / 1024, 1) for k, v in peak.items()},
             "seconds": round(time.perf_counter() - t0, 1), "log_tail": out[-600:]}
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size: pages shared by n processes (forked workers) count 1/n in each, so the tree's sum
+    is the memory it really uses (summed RSS counts every copy-on-write page once per process)."""
+    try:
+        for line in open(f"/proc/{pid}/smaps_rollup"):
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def rss_kib(pid: int) -> tuple[int, int]:

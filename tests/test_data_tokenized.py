@@ -76,7 +76,8 @@ def _write(path, texts):
 
 
 @pytest.mark.parametrize("procs", [1, 2])
-def test_packing_across_example_boundaries_by_hand(tiny_encoder_dir, fresh_cache, tmp_path, procs):
+def test_packing_across_example_boundaries_by_hand(tiny_encoder_dir, fresh_cache, tmp_path, monkeypatch, procs):
+    monkeypatch.setattr("elfctl.data.tokenized.STREAM_BATCH", 2)  # Arrow chunks of 2 records: windows cross them
     d = tmp_path / "c"
     d.mkdir()
     _write(d / "train.jsonl", ["the cat sat", "a dog", " ", "ran on the mat big", "it is"])
@@ -84,8 +85,6 @@ def test_packing_across_example_boundaries_by_hand(tiny_encoder_dir, fresh_cache
                f"data.tokenize_workers={procs}")
     tok = load_tokenizer(cfg.encoder)
     ds = build_dataset(cfg, "train", tok)
-    if procs == 2:  # two shard files: the window [a dog SEP ran] or a later one crosses from one to the next
-        assert len(ds.files) == 2
     ids = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
     sep = tok.eos_token_id
     # stream: the cat sat SEP | a dog SEP | ran on the mat big SEP | it is SEP  (16 tokens, blank skipped)
@@ -96,6 +95,24 @@ def test_packing_across_example_boundaries_by_hand(tiny_encoder_dir, fresh_cache
     assert ds.stats.skipped == 1 and ds.stats.examples == 4
     with pytest.raises(IndexError):
         ds[4]
+
+
+def test_packing_a_single_file_follows_its_shuffled_split_by_hand(tiny_encoder_dir, fresh_cache, tmp_path):
+    import random
+
+    texts = ["the cat", "a dog sat", "ran", "big red house", "it is"]
+    p = _write(tmp_path / "one.jsonl", texts)
+    cfg = _cfg(tiny_encoder_dir, f"data.dataset={p}", "data.max_length=3", "data.packing=true",
+               "data.val_fraction=0.2", "data.split_seed=5")
+    tok = load_tokenizer(cfg.encoder)
+    perm = list(range(5))
+    random.Random(5).shuffle(perm)  # text_sources' split: the first round(5 * 0.2) = 1 shuffled record is held out
+    stream = []
+    for i in perm[1:]:
+        stream += tok(texts[i], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    ds = build_dataset(cfg, "train", tok)
+    assert [ds[i]["input_ids"].tolist() for i in range(len(ds))] == [stream[k:k + 3] for k in
+                                                                     range(0, len(stream) - 2, 3)]
 
 
 def test_single_file_split_and_max_examples_follow_text_sources(tiny_encoder_dir, fresh_cache, tmp_path):
@@ -122,10 +139,8 @@ def test_streaming_plain_reader_matches_read_plain(tmp_path, text):
     try:
         want = [r["text"] for r in read_plain(p)]
     except ConfigError as e:
-        with pytest.raises(ConfigError, match="empty"):
-            ts.write_raw_arrow(tmp_path / "r.arrow", ts.file_records(p, cfg.data), ("text",), p)
         assert "empty" in str(e)
-        return
+        want = []
     assert [r[0] for r in ts.file_records(p, cfg.data)] == want
 
 

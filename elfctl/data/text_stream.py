@@ -1,11 +1,11 @@
-"""A training split's raw records as a memory-mapped Arrow table, read without holding the corpus in RAM.
+"""A training split's raw records, read without holding the corpus in RAM.
 
-Local files are read line by line with the rules and one-line errors of :mod:`elfctl.data.text_sources` (JSONL
-objects; plain text as blank-line separated paragraphs when the file has a blank line, else one example per
-line; bytes that are not UTF-8 name their offset and line) and written in batches to ``raw.arrow``. The
-records keep the file's order; a single file's train/validation split is the same permutation as
-``text_sources`` draws (``random.Random(split_seed)`` over the record count), applied as an index selection.
-Hub ids and ``save_to_disk`` folders are already Arrow: they are opened memory-mapped.
+Local files are streamed line by line with the rules and one-line errors of :mod:`elfctl.data.text_sources`
+(JSONL objects; plain text as blank-line separated paragraphs when the file has a blank line, else one example
+per line; bytes that are not UTF-8 name their offset and line), in file order; a single file's train/validation
+split is the same permutation as ``text_sources`` draws (``random.Random(split_seed)`` over the record count),
+applied as an index selection (:func:`split_indices`). Hub ids and ``save_to_disk`` folders are already Arrow:
+they are opened memory-mapped.
 """
 
 from __future__ import annotations
@@ -15,12 +15,7 @@ import random
 from pathlib import Path
 from typing import Iterator, Optional
 
-import pyarrow as pa
-
 from elfctl.errors import ConfigError
-
-BATCH = 4096  # records per Arrow record batch while writing
-
 
 def _segments(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, text) of each b'\\n'-separated segment of a file, decoded as UTF-8 one line at a time.
@@ -104,26 +99,6 @@ def file_records(path: Path, data_cfg) -> Iterator[tuple]:
 
 def normalised_fields(data_cfg) -> tuple[str, ...]:
     return ("input", "output") if data_cfg.task == "conditional" else ("text",)
-
-
-def write_raw_arrow(path: Path, records: Iterator[tuple], names: tuple[str, ...], source: Path) -> int:
-    """Stream records into an Arrow IPC file (the format HF ``datasets`` memory-maps); returns the count."""
-    schema = pa.schema([(n, pa.string()) for n in names])
-    n = 0
-    cols: list[list[str]] = [[] for _ in names]
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-        for rec in records:
-            for c, v in zip(cols, rec):
-                c.append(v)
-            n += 1
-            if len(cols[0]) >= BATCH:
-                writer.write_batch(pa.record_batch([pa.array(c, pa.string()) for c in cols], schema=schema))
-                cols = [[] for _ in names]
-        if cols[0]:
-            writer.write_batch(pa.record_batch([pa.array(c, pa.string()) for c in cols], schema=schema))
-    if n == 0:
-        raise ConfigError(f"{source}: no examples (the file is empty)")
-    return n
 
 
 def split_indices(n: int, which: str, data_cfg):

@@ -33,6 +33,8 @@ from elfctl.errors import ConfigError
 FORMAT = 1
 MANIFEST = "manifest.json"
 AUTO_PROCS_MIN_ROWS = 20_000  # below this, worker start-up costs more than it saves
+AUTO_PROCS_MIN_BYTES = 16 * 2**20  # the same for local files, by size
+STREAM_BATCH = 1000  # records per tokenizer call and per Arrow record batch of a local file
 # Stats counters of truncation that SequenceBuilder keeps (stored per row, summed into the manifest)
 CUT_COUNTS = tuple(k for k in ("truncated", "cond_truncated", "target_truncated") if hasattr(Stats(), k))
 
@@ -59,9 +61,12 @@ def layout(data_cfg) -> str:
 class TokenizeBatch:
     """The ``map`` function: a batch of raw rows -> stored rows (blank records dropped). Picklable."""
 
-    def __init__(self, tok, data_cfg, fields: tuple[str, ...], translation: bool = False):
+    def __init__(self, tok, data_cfg, fields: tuple[str, ...], translation: bool = False, keep_blanks: bool = False):
         self.tok, self.cfg, self.fields, self.translation = tok, data_cfg, fields, translation
         self.mode = layout(data_cfg)
+        # keep_blanks: one stored row per record, blank ones empty and flagged ('blank'), so stored row i is
+        # record i (a single file's split selects records by index after tokenizing)
+        self.keep_blanks = keep_blanks
 
     def _columns(self, batch: dict) -> list[list]:
         if self.translation:  # wmt-style rows: {"translation": {"de": ..., "en": ...}}
@@ -69,7 +74,17 @@ class TokenizeBatch:
         return [batch[f] for f in self.fields]
 
     def __call__(self, batch: dict) -> dict:
-        rows = [r for r in zip(*self._columns(batch)) if all(isinstance(v, str) and v.strip() for v in r)]
+        rows = list(zip(*self._columns(batch)))
+        keep = [all(isinstance(v, str) and v.strip() for v in r) for r in rows]
+        out = self._tokenize([r for r, k in zip(rows, keep) if k])
+        if not self.keep_blanks:
+            return out
+        it = {c: iter(v) for c, v in out.items()}
+        empty = {c: ([] if c.endswith("_ids") else 0 if c == "n_valid" else False) for c in out}
+        full = {c: [next(it[c]) if k else empty[c] for k in keep] for c in out}
+        return {**full, "blank": [not k for k in keep]}
+
+    def _tokenize(self, rows: list[tuple]) -> dict:
         b = SequenceBuilder(self.tok, self.cfg)
         L = self.cfg.max_length
         if self.mode == "packed":
@@ -108,10 +123,58 @@ class TokenizeBatch:
         except ImportError:  # datasets < 4
             from datasets import Sequence as ListOf
         ids = ListOf(Value("int32"))
+        blank = {"blank": Value("bool")} if self.keep_blanks else {}
         if self.mode == "packed":
-            return Features({"input_ids": ids})
+            return Features({"input_ids": ids, **blank})
         cols = {"cond_ids": ids, "target_ids": ids} if self.mode == "pair" else {"input_ids": ids}
-        return Features({**cols, **{k: Value("bool") for k in CUT_COUNTS}, "n_valid": Value("int32")})
+        return Features({**cols, **{k: Value("bool") for k in CUT_COUNTS}, "n_valid": Value("int32"), **blank})
+
+
+# --------------------------------------------------------------------------- local files: a streaming map
+
+_WORKER_FN: Optional[TokenizeBatch] = None
+
+
+def _worker_init(fn: TokenizeBatch) -> None:
+    global _WORKER_FN
+    _WORKER_FN = fn
+
+
+def _worker_run(batch: dict) -> dict:
+    return _WORKER_FN(batch)
+
+
+def tokenize_stream(records, names: tuple[str, ...], fn: TokenizeBatch, out: Path, procs: int,
+                    batch: int = 1000) -> int:
+    """Tokenize an iterator of record tuples into one Arrow file, ``procs`` processes, in order; returns the
+    number of records. At most 2 x procs batches are in flight, so memory does not depend on the corpus."""
+    import collections
+    import itertools
+    import multiprocessing as mp
+
+    schema = fn.features().arrow_schema
+    n = 0
+    with pa.OSFile(str(out), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        def write(cols: dict) -> None:
+            writer.write_batch(pa.record_batch([pa.array(cols[f.name], f.type) for f in schema], schema=schema))
+
+        chunks = iter(lambda: list(itertools.islice(records, batch)), [])
+        as_batch = lambda rows: {k: list(v) for k, v in zip(names, zip(*rows))}  # noqa: E731
+        if procs <= 1:
+            for rows in chunks:
+                n += len(rows)
+                write(fn(as_batch(rows)))
+            return n
+        with mp.get_context("fork").Pool(procs, initializer=_worker_init, initargs=(fn,)) as pool:
+            pending: collections.deque = collections.deque()
+            for rows in chunks:
+                n += len(rows)
+                pending.append(pool.apply_async(_worker_run, (as_batch(rows),)))
+                if len(pending) >= 2 * procs:
+                    write(pending.popleft().get())
+            while pending:
+                write(pending.popleft().get())
+    return n
 
 
 def _open_table(files: list[Path]) -> pa.Table:
@@ -135,12 +198,14 @@ class TokenizedDataset(Dataset):
 
     ``mode``: 'text' / 'pair' (rows through SequenceBuilder), 'packed' (windows of the ids stream) or 'authors'
     (the authors' pre-tokenized rows: ``condition_input_ids[:max_input_length] + input_ids``, cut to max_length
-    and padded, as their loader does).
+    and padded, as their loader does). ``order`` (a .npy file of stored row numbers) puts the rows in another
+    order (a single file's shuffled train/validation split); packed windows then follow that order too.
     """
 
     def __init__(self, files: list[Path], mode: str, tok, data_cfg, stats: Optional[Stats] = None,
-                 columns: Optional[dict[str, str]] = None, description: str = ""):
+                 columns: Optional[dict[str, str]] = None, description: str = "", order: Optional[Path] = None):
         self.files = [Path(f) for f in files]
+        self.order_file = Path(order) if order is not None else None
         self.mode, self.tok, self.cfg = mode, tok, data_cfg
         self.stats = stats or Stats()
         self.description = description
@@ -164,8 +229,17 @@ class TokenizedDataset(Dataset):
                 cols[name] = [offsets_values(c) for c in chunks]
             lead = cols["ids"] if "ids" in cols else cols["target"]
             row_starts = np.cumsum([0] + [len(o) - 1 for o, _ in lead])
-            state = {"cols": cols, "row_starts": row_starts, "len": int(row_starts[-1])}
-            if self.mode == "packed":
+            state = {"cols": cols, "row_starts": row_starts, "len": int(row_starts[-1]), "order": None}
+            if self.order_file is not None:
+                order = np.load(self.order_file, mmap_mode="r")
+                state.update(order=order, len=len(order))
+            if self.mode == "packed" and state["order"] is not None:
+                # stream position of each ordered row: 8 bytes per row (a few MB per million documents)
+                lengths = np.concatenate([np.diff(o) for o, _ in cols["ids"]] or [np.zeros(0, np.int64)])
+                starts = np.zeros(len(state["order"]) + 1, dtype=np.int64)
+                np.cumsum(lengths[state["order"]], out=starts[1:])
+                state.update(row_tok_starts=starts, len=int(starts[-1]) // self.L)
+            elif self.mode == "packed":
                 ids = cols["ids"]
                 tok_starts = np.cumsum([0] + [int(o[-1] - o[0]) for o, _ in ids])
                 state.update(tok_starts=tok_starts, len=int(tok_starts[-1]) // self.L)
@@ -185,8 +259,29 @@ class TokenizedDataset(Dataset):
         j = i - int(st["row_starts"][c])
         return values[offsets[j]:offsets[j + 1]]
 
+    def _stored(self, i: int) -> int:
+        order = self._open()["order"]
+        return i if order is None else int(order[i])
+
+    def _ordered_window(self, w: int) -> np.ndarray:
+        st = self._open()
+        start, stop = w * self.L, (w + 1) * self.L
+        starts, order = st["row_tok_starts"], st["order"]
+        k = int(np.searchsorted(starts, start, side="right")) - 1
+        parts = []
+        while start < stop:
+            row = self._row("ids", int(order[k]))
+            lo = start - int(starts[k])
+            piece = row[lo:lo + stop - start]
+            parts.append(piece)
+            start += len(piece)
+            k += 1
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
     def _window(self, w: int) -> np.ndarray:
         st = self._open()
+        if st["order"] is not None:
+            return self._ordered_window(w)
         start, stop = w * self.L, (w + 1) * self.L
         starts, chunks = st["tok_starts"], st["cols"]["ids"]
         c = int(np.searchsorted(starts, start, side="right")) - 1
@@ -212,9 +307,10 @@ class TokenizedDataset(Dataset):
         if self.mode == "authors":
             return self._authors_item(i)
         b = SequenceBuilder(self.tok, self.cfg)
+        r = self._stored(i)
         if self.mode == "pair":
-            return b.pair("", "", self._row("cond", i).tolist(), self._row("target", i).tolist())
-        return b.text("", self._row("ids", i).tolist())
+            return b.pair("", "", self._row("cond", r).tolist(), self._row("target", r).tolist())
+        return b.text("", self._row("ids", r).tolist())
 
     def _authors_item(self, i: int) -> dict[str, torch.Tensor]:
         L, d = self.L, self.cfg
@@ -236,7 +332,8 @@ class TokenizedDataset(Dataset):
 # --------------------------------------------------------------------------- building and the cache
 
 def _source(cfg, split: str, data_dir: Optional[str]) -> tuple[dict, Callable]:
-    """(identity of the source split, a function that opens it as an HF Dataset of raw rows + how to read it)."""
+    """(identity of the source split, a function giving ('local', file, part) for a local or built-in file, or
+    ('hf', Dataset, fields, translation) for a hub dataset or a save_to_disk folder)."""
     from elfctl.data.assets import is_hub_id
     from elfctl.data import text_stream as ts
 
@@ -244,8 +341,7 @@ def _source(cfg, split: str, data_dir: Optional[str]) -> tuple[dict, Callable]:
     path = Path(d.dataset).expanduser()
     if path.is_dir() and ts.is_saved_dataset(path):
         def open_saved(tmp: Path):
-            ds = ts.load_saved(path, split, "data.dataset")
-            return ds, _fields(d), False
+            return ("hf", ts.load_saved(path, split, "data.dataset"), _fields(d), False)
         return {"saved": str(path.resolve()), "split": split}, open_saved
     if d.dataset.startswith("builtin:") or path.exists() or not is_hub_id(d.dataset) \
             or d.dataset.endswith((".jsonl", ".txt", ".json")):
@@ -255,14 +351,7 @@ def _source(cfg, split: str, data_dir: Optional[str]) -> tuple[dict, Callable]:
                  "split_seed": d.split_seed if part else None, "val_fraction": d.val_fraction if part else None}
 
         def open_local(tmp: Path):
-            from datasets import Dataset
-
-            names = ts.normalised_fields(d)
-            n = ts.write_raw_arrow(tmp / "raw.arrow", ts.file_records(f, d), names, f)
-            ds = Dataset.from_file(str(tmp / "raw.arrow"))
-            if part is not None:
-                ds = ds.select(ts.split_indices(n, part, d))
-            return ds, names, False
+            return ("local", f, part)
         return ident, open_local
 
     def open_hub(tmp: Path):
@@ -275,7 +364,7 @@ def _source(cfg, split: str, data_dir: Optional[str]) -> tuple[dict, Callable]:
                 raise ConfigError(f"data.dataset: hub dataset '{d.dataset}' has no field '{missing[0]}' (fields "
                                   f"present: {', '.join(ds.column_names)}); set data."
                                   f"{'text' if len(fields) == 1 else 'input/output'}_field")
-        return ds, fields, translation
+        return ("hf", ds, fields, translation)
     return {"hub": d.dataset, "config": d.hub_config, "split": split}, open_hub
 
 
@@ -317,8 +406,9 @@ def build_tokenized(cfg, split: str, tok, data_dir: Optional[str] = None,
     manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     stats = Stats(examples=0, tokens=manifest["tokens"], skipped=manifest["skipped"],
                   **{k: manifest.get(k, 0) for k in CUT_COUNTS})
+    order = folder / manifest["order"] if manifest.get("order") else None
     ds = TokenizedDataset([folder / f for f in manifest["files"]], manifest["layout"], tok, d, stats=stats,
-                          description=str(folder))
+                          description=str(folder), order=order)
     stats.examples = len(ds)
     if manifest["layout"] == "packed":
         stats.tokens = len(ds) * d.max_length
@@ -326,63 +416,108 @@ def build_tokenized(cfg, split: str, tok, data_dir: Optional[str] = None,
 
 
 def _build(folder: Path, key: dict, opener, cfg, split: str, tok, log) -> None:
+    """Tokenize into a temporary folder, write the manifest last, then rename it into place."""
     import time
 
-    import datasets
     from elfctl.atomic import atomic_write_json
 
-    d = cfg.data
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         t0 = time.perf_counter()
-        ds, fields, translation = opener(tmp)
-        if d.max_examples and split == d.train_split and d.max_examples < len(ds):
-            ds = ds.select(range(d.max_examples))
-        fn = TokenizeBatch(tok, d, fields, translation)
-        procs = min(num_procs(d.tokenize_workers, len(ds)), max(len(ds), 1))
-        was = datasets.utils.logging.is_progress_bar_enabled()
-        datasets.disable_progress_bars()
-        try:
-            out = ds.map(fn, batched=True, batch_size=1000, writer_batch_size=1000, num_proc=procs if procs > 1 else None,
-                         remove_columns=ds.column_names, features=fn.features(), load_from_cache_file=False,
-                         cache_file_name=str(tmp / "tokens.arrow"), new_fingerprint=folder.name[-16:])
-        finally:
-            if was:
-                datasets.enable_progress_bars()
-        files = [Path(f["filename"]) for f in out.cache_files]
-        if any(f.parent.resolve() != tmp.resolve() for f in files):
-            raise ConfigError(f"data.dataset: tokenizing wrote outside {tmp} ({files[0]})")  # never expected
-        table = out.data.table
-        rows = table.num_rows
-        if layout(d) == "packed":
-            import pyarrow.compute as pc
-
-            tokens = int(pc.sum(pc.list_value_length(table.column("input_ids"))).as_py() or 0)
-            cuts = {k: 0 for k in CUT_COUNTS}
-        else:
-            import pyarrow.compute as pc
-
-            tokens = int(pc.sum(table.column("n_valid")).as_py() or 0)
-            cuts = {k: int(pc.sum(table.column(k).cast(pa.int64())).as_py() or 0) for k in CUT_COUNTS}
+        src = opener(tmp)
+        built = _build_local(tmp, cfg, split, tok, *src[1:]) if src[0] == "local" else \
+            _build_hf(tmp, folder, cfg, split, tok, *src[1:])
         seconds = time.perf_counter() - t0
-        manifest = {**key, "layout": layout(d), "files": [f.name for f in files], "rows": rows,
-                    "skipped": len(ds) - rows, **cuts, "tokens": tokens,
-                    "stream_tokens": tokens if layout(d) == "packed" else None, "processes": procs,
-                    "seconds": round(seconds, 2)}
-        del out, table, ds
-        (tmp / "raw.arrow").unlink(missing_ok=True)
-        for extra in tmp.glob("cache-*.arrow"):  # index mappings of the raw selection
-            extra.unlink(missing_ok=True)
+        manifest = {**key, "layout": layout(cfg.data), **built, "seconds": round(seconds, 2)}
         atomic_write_json(tmp / MANIFEST, manifest)
         try:
             os.replace(tmp, folder)
         except OSError:  # another process finished the same cache first: keep theirs
             shutil.rmtree(tmp, ignore_errors=True)
-        log(f"tokenized {rows} records ({tokens} tokens) of {cfg.data.dataset} [{split}] with {procs} "
-            f"process{'es' if procs > 1 else ''} in {seconds:.1f}s ({tokens / max(seconds, 1e-9):.0f} tok/s) -> {folder}")
+        procs, tokens = built["processes"], built["tokens"]
+        log(f"tokenized {built['records']} records ({tokens} tokens) of {cfg.data.dataset} [{split}] with {procs} "
+            f"process{'es' if procs > 1 else ''} in {seconds:.1f}s ({tokens / max(seconds, 1e-9):.0f} tok/s) -> "
+            f"{folder}")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _sums(table: pa.Table, d, rows: Optional[np.ndarray] = None) -> dict:
+    """Token and truncation counts over the stored rows (or the rows ``rows`` of them)."""
+    def column(name: str) -> np.ndarray:
+        return np.concatenate([c.to_numpy(zero_copy_only=False) for c in table.column(name).chunks] or [np.zeros(0)])
+
+    if layout(d) == "packed":
+        lengths = np.concatenate([np.diff(o) for o, _ in map(offsets_values, table.column("input_ids").chunks)]
+                                 or [np.zeros(0, np.int64)])
+        return {"tokens": int((lengths if rows is None else lengths[rows]).sum()), **{k: 0 for k in CUT_COUNTS}}
+    out = {}
+    for k in ("n_valid", *CUT_COUNTS):
+        v = column(k).astype(np.int64)
+        out[k] = int((v if rows is None else v[rows]).sum())
+    out["tokens"] = out.pop("n_valid")
+    return out
+
+
+def _build_local(tmp: Path, cfg, split: str, tok, f: Path, part: Optional[str]) -> dict:
+    """A local file, read line by line and tokenized by ``data.tokenize_workers`` processes, in file order.
+
+    A single file's split (``part``) keeps one row per record (blank ones flagged) and stores the selection, in
+    ``text_sources``' shuffled order, as ``order.npy``: the records are never shuffled in memory.
+    """
+    import itertools
+
+    from elfctl.data import text_stream as ts
+
+    d = cfg.data
+    names = ts.normalised_fields(d)
+    cap = d.max_examples if d.max_examples and split == d.train_split else None
+    records = ts.file_records(f, d)
+    if part is None and cap:
+        records = itertools.islice(records, cap)
+    procs = d.tokenize_workers or (1 if f.stat().st_size < AUTO_PROCS_MIN_BYTES else max(1, min(os.cpu_count() or 1, 8)))
+    fn = TokenizeBatch(tok, d, names, keep_blanks=part is not None)
+    n = tokenize_stream(records, names, fn, tmp / "tokens.arrow", procs, batch=STREAM_BATCH)
+    if n == 0:
+        raise ConfigError(f"{f}: no examples (the file is empty)")
+    table = _open_table([tmp / "tokens.arrow"])
+    out = {"files": ["tokens.arrow"], "order": None, "processes": procs, "records": n}
+    if part is None:
+        return {**out, "rows": table.num_rows, "skipped": n - table.num_rows, **_sums(table, d)}
+    order = ts.split_indices(n, part, d)
+    if cap:
+        order = order[:cap]
+    blank = np.concatenate([c.to_numpy(zero_copy_only=False) for c in table.column("blank").chunks])
+    keep = order[~blank[order]]
+    np.save(tmp / "order.npy", keep)
+    return {**out, "order": "order.npy", "rows": len(keep), "skipped": len(order) - len(keep), **_sums(table, d, keep)}
+
+
+def _build_hf(tmp: Path, folder: Path, cfg, split: str, tok, ds, fields, translation) -> dict:
+    """A hub dataset or save_to_disk folder (already memory-mapped Arrow) through HF ``datasets``' ``map``."""
+    import datasets
+
+    d = cfg.data
+    if d.max_examples and split == d.train_split and d.max_examples < len(ds):
+        ds = ds.select(range(d.max_examples))
+    fn = TokenizeBatch(tok, d, fields, translation)
+    procs = min(num_procs(d.tokenize_workers, len(ds)), max(len(ds), 1))
+    was = datasets.utils.logging.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        out = ds.map(fn, batched=True, batch_size=1000, writer_batch_size=1000, num_proc=procs if procs > 1 else None,
+                     remove_columns=ds.column_names, features=fn.features(), load_from_cache_file=False,
+                     cache_file_name=str(tmp / "tokens.arrow"), new_fingerprint=folder.name[-16:])
+    finally:
+        if was:
+            datasets.enable_progress_bars()
+    files = [Path(c["filename"]) for c in out.cache_files]
+    if any(c.parent.resolve() != tmp.resolve() for c in files):
+        raise ConfigError(f"data.dataset: tokenizing wrote outside {tmp} ({files[0]})")  # never expected
+    table = out.data.table
+    return {"files": [c.name for c in files], "order": None, "processes": procs, "records": len(ds),
+            "rows": table.num_rows, "skipped": len(ds) - table.num_rows, **_sums(table, d)}
