@@ -231,3 +231,26 @@ def test_max_samples_cuts_given_references_like_the_samples(tmp_path):
     assert main(["eval", "--metric", "bleu", "--samples", str(s), "--references", str(refs), "--max-samples", "2",
                  "--out", str(out)]) == 0
     assert json.loads(out.read_text())["bleu"] == pytest.approx(100.0)
+
+
+def test_device_flag_is_checked_before_anything_loads(tmp_path, capsys):
+    s = write_samples(tmp_path / "s.jsonl")
+    assert main(["eval", "--samples", str(s), "--device", "gpu"]) == 2
+    assert one_error_line(capsys).startswith("error: --device: 'gpu' is not valid")
+    if not torch.cuda.is_available():
+        assert main(["eval", "--samples", str(s), "--device", "cuda"]) == 2
+        assert "--device: 'cuda' asked for, but no CUDA device is available" in one_error_line(capsys)
+
+
+def test_device_flag_reaches_the_judge(tmp_path, judge_dir, monkeypatch):
+    import elfctl.eval.judge as judge_mod
+
+    seen, real = [], judge_mod.load_judge
+    monkeypatch.setattr(judge_mod, "load_judge", lambda src, **kw: seen.append(kw.get("device")) or real(src, **kw))
+    s = write_samples(tmp_path / "s.jsonl")
+    out = tmp_path / "r.json"
+    assert main(["eval", "--samples", str(s), "--judge", str(judge_dir), "--device", "cpu", "--bootstrap", "0",
+                 "--out", str(out)]) == 0
+    assert seen == ["cpu"] and json.loads(out.read_text())["rows"]["model"]["genppl"] > 1
+    assert main(["eval", "--samples", str(s), "--judge", str(judge_dir), "--bootstrap", "0", "--out", str(out)]) == 0
+    assert seen == ["cpu", None]    # no flag: load_judge's own default (auto)

@@ -183,8 +183,8 @@ def evaluate(
     judge: Optional[str] = typer.Option(None, "--judge", help="Gen PPL judge: hub id (gpt2-large), local dir or "
                                         f".gguf, or {OFFLINE_JUDGE} (default: the run's eval.judge if it loads "
                                         "here, else the offline judge)."),
-    device: Optional[str] = typer.Option(None, "--device", help="Where the judge runs: cpu, cuda or cuda:N "
-                                         "(default: cpu)."),
+    device: Optional[str] = typer.Option(None, "--device", help="Where the judge runs: auto (the GPU when there "
+                                         "is one, else the CPU), cpu, cuda or cuda:N (default: auto)."),
     protocol: Optional[str] = typer.Option(None, "--protocol", help="elf (the paper's protocol, independent of "
                                            "batching) or mdlm (MDLM/Duo's rules). Default: the run's "
                                            "eval.protocol, else elf."),
@@ -219,6 +219,10 @@ def evaluate(
         if path is not None and not path.is_file():
             raise ConfigError(f"{flag}: {'is a directory, not a file' if path.is_dir() else 'file not found'}: "
                               f"{path}")
+    if device is not None and ("genppl" in metrics):
+        from elfctl.train.distributed import pick_device
+
+        pick_device(device, what="--device")  # a bad or absent device fails before anything loads
     paths = [*(samples or []), *(files or [])] or [newest_samples(runs_dir)]
     loaded = [read_samples(p) for p in paths]
     if not allow_mixed:
