@@ -187,15 +187,20 @@ def distributed(run: Run) -> None:
     worker = "tests/train_worker.py"
     one_dir = run.out / "dist_one"
     # one process with grad_accum 2 draws the same two shards as two ranks (tests/test_train_fsdp.py does the same)
-    run.sh("ddp_reference_one_process", [PY, worker, str(one_dir), *DIST_COMMON, "train.grad_accum=2"], limit=120,
-           env=NO_INTERPRET, need=60)
+    rec = run.sh("ddp_reference_one_process", [PY, worker, str(one_dir), *DIST_COMMON, "train.grad_accum=2"],
+                 limit=120, env=NO_INTERPRET, need=60)
     one = _losses(one_dir)
+    if rec is not None:
+        rec["results"] = {"losses": one}
     for name, extra in (("ddp", []), ("fsdp", ["train.fsdp=true", "optim.optimizer=adamw"])):
         ref_dir = one_dir
         if extra:  # FSDP refuses Muon: its own one-process reference with AdamW
             ref_dir = run.out / "dist_one_adamw"
-            run.sh("fsdp_reference_one_process", [PY, worker, str(ref_dir), *DIST_COMMON, "optim.optimizer=adamw",
-                                                  "train.grad_accum=2"], limit=120, env=NO_INTERPRET, need=60)
+            ref_rec = run.sh("fsdp_reference_one_process", [PY, worker, str(ref_dir), *DIST_COMMON,
+                                                            "optim.optimizer=adamw", "train.grad_accum=2"],
+                             limit=120, env=NO_INTERPRET, need=60)
+            if ref_rec is not None:
+                ref_rec["results"] = {"losses": _losses(ref_dir)}
         d = run.out / f"dist_{name}"
         rec = run.sh(name, [PY, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
                             "--master_port", str(29500 + len(run.steps)), worker, str(d), *DIST_COMMON, *extra],
@@ -308,6 +313,8 @@ def _summary(s: dict) -> str:
     if name.startswith("train_bench"):
         return (f"{r.get('tokens_per_s')} tok/s, step {r.get('step_s')} s, MFU {r.get('mfu_pct', 'n/a')}% "
                 f"(naive 6N: {r.get('mfu_naive_pct', 'n/a')}%), {r.get('precision')}, peak {r.get('peak_mem_GiB')} GiB")
+    if name.endswith("_reference_one_process"):
+        return f"losses {[round(x, 4) for x in r.get('losses') or []]}"
     if name in ("ddp", "fsdp"):
         return f"step-1 loss rel. diff {r.get('step1_rel_diff')}; last loss {(r.get('losses') or [None])[-1]}"
     if name.startswith("sampling"):
