@@ -61,8 +61,9 @@ def row_randn(shape, generators: list, device) -> torch.Tensor:
     return out
 
 
-def _hash32(x: torch.Tensor) -> torch.Tensor:
-    """A 32-bit integer mix (xorshift-multiply, constants below 2^31 so int64 products never overflow)."""
+def _hash32(x):
+    """A 32-bit integer mix (xorshift-multiply, constants below 2^31 so int64 products never overflow); the same
+    on int64 tensors and Python ints."""
     x = x ^ (x >> 16)
     x = (x * 0x21F0AAAD) & _M32
     x = x ^ (x >> 15)
@@ -78,7 +79,7 @@ def counter_randn(row_keys: torch.Tensor, draw: int, per_row: int) -> torch.Tens
     """
     dev = row_keys.device
     k_lo, k_hi = (row_keys & _M32)[:, None], (row_keys >> 32)[:, None]
-    base = _hash32(_hash32(k_lo ^ _hash32(torch.tensor(draw & _M32, device=dev))) ^ k_hi)  # (B, 1)
+    base = _hash32(_hash32(k_lo ^ _hash32(draw & _M32)) ^ k_hi)  # (B, 1); the draw's hash is a host scalar
     c = torch.arange(per_row, device=dev, dtype=torch.int64) * 2
     c_hi = c >> 32
 
