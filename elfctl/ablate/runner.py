@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional
 from elfctl.ablate.spec import AblationSpec, Variant, sample_settings
 from elfctl.atomic import atomic_write_json
 from elfctl.config import Config, load_config
-from elfctl.errors import ElfError, ElfRuntimeError
+from elfctl.errors import ConfigError, ElfError, ElfRuntimeError
 
 Log = Callable[[str], None]
 
@@ -228,6 +228,9 @@ def run_ablation(spec: AblationSpec, scale: str, out: Path, *, extra: list[str] 
     from elfctl.ablate.spec import check_scale
 
     check_scale(spec, scale, list(extra))
+    if any(v.distill for v in spec.variants) and "distill" not in dict(PIPELINE):
+        raise ConfigError(f"{spec.path or spec.name}: variants with 'distill: true' need a distill step, which this "
+                          f"elfctl's ablation pipeline does not have")
     recipe, base = spec.scale(scale)
     root = Path(out) / f"{spec.name}-{scale}"
     job = Job(spec, scale, recipe, [*base, *extra], root, log,

@@ -35,8 +35,8 @@ from elfctl.errors import ConfigError
 
 SPEC_DIR = Path(__file__).resolve().parent
 TOP_KEYS = ("description", "finding", "scales", "variants", "plot_x", "metrics")
-SCALE_KEYS = ("recipe", "overrides")
-VARIANT_KEYS = ("name", "train", "sample")
+SCALE_KEYS = ("recipe", "overrides", "distill")     # distill: the distillation recipe of `distill: true` variants
+VARIANT_KEYS = ("name", "train", "sample", "distill")
 
 
 @dataclass
@@ -44,6 +44,7 @@ class Variant:
     name: str
     train: list[str] = field(default_factory=list)
     sample: list[str] = field(default_factory=list)
+    distill: bool = False       # sample the distilled student of the trained model (elfctl.ablate.distill_step)
 
     def sample_settings(self) -> dict:
         """``sample.steps=8`` → ``{"steps": 8}`` (the keys ``SampleRequest.settings`` takes)."""
@@ -155,6 +156,8 @@ def _scales(path: Path, data: dict) -> dict[str, dict]:
         _check_keys(where, _mapping(where, s, "{recipe: NAME, overrides: [...]}"), SCALE_KEYS)
         if not isinstance(s.get("recipe"), str):
             raise ConfigError(f"{where}: needs 'recipe: NAME' (a recipe name or path)")
+        if "distill" in s and not isinstance(s["distill"], str):
+            raise ConfigError(f"{where}.distill: must be a distillation recipe name or path")
         _strings(f"{where}.overrides", s.get("overrides"))
     return scales
 
@@ -172,7 +175,10 @@ def _variants(path: Path, data: dict) -> list[Variant]:
         sample = _strings(f"{where}.sample", v.get("sample"))
         _check_sample_overrides(f"{where}.sample", sample)
         train = _strings(f"{where}.train", v.get("train"))
-        variants.append(Variant(str(v["name"]), train, sample))
+        distill = v.get("distill", False)
+        if not isinstance(distill, bool):
+            raise ConfigError(f"{where}.distill: must be true or false, got {distill!r}")
+        variants.append(Variant(str(v["name"]), train, sample, distill))
     if not variants:
         raise ConfigError(f"{path}: an ablation needs at least one variant")
     names = [v.name for v in variants]
