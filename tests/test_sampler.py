@@ -280,7 +280,8 @@ def test_same_seed_same_samples_different_seed_different():
 def test_tiny_elf_with_cfg_and_condition():
     model = _tiny_elf()
     cond = Condition(torch.randn(2, 6, 8), torch.tensor([[1, 1, 0, 0, 0, 0]] * 2, dtype=torch.bool))
-    res = sample(model, batch=2, length=6, path=FlowPath(), settings=SamplerSettings(steps=3, cfg=2.0, sampler="ode"), cond=cond)
+    res = sample(model, batch=2, length=6, path=FlowPath(), settings=SamplerSettings(steps=3, cfg=2.0, sampler="ode"),
+                 cond=cond)
     assert torch.equal(res.z[:, :2], cond.latents[:, :2]) and res.rows == 3 * 4 + 2
 
 

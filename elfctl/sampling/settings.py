@@ -43,7 +43,8 @@ def cli_flag(key: str) -> str:
 def sample_options() -> list[tuple[str, str, type, str]]:
     """(key, flag, value type, help) per setting, for building the ``elfctl sample`` options."""
     hints = typing.get_type_hints(SampleConfig)
-    return [(f.name, cli_flag(f.name), hints[f.name], f.metadata.get("help", "")) for f in dataclasses.fields(SampleConfig)]
+    return [(f.name, cli_flag(f.name), hints[f.name], f.metadata.get("help", ""))
+            for f in dataclasses.fields(SampleConfig)]
 
 
 def label(key: str, flags: bool) -> str:
