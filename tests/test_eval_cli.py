@@ -96,6 +96,21 @@ def test_files_from_different_runs_or_settings_are_not_averaged_as_seeds(tmp_pat
     assert len(res["diversity_per_seed"]) == 2 and any("--allow-mixed" in n for n in res["notes"])
 
 
+def test_conditional_files_on_different_inputs_are_not_seeds(tmp_path, capsys):
+    def cond(path, inputs, seed):
+        rows = [header(task="conditional", seed=seed)] + [
+            {"type": "sample", "index": i, "text": "a cat", "input": x, "token_ids": []} for i, x in enumerate(inputs)]
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return str(path)
+
+    a = cond(tmp_path / "a.jsonl", ["doc one", "doc two"], 0)
+    b = cond(tmp_path / "b.jsonl", ["doc one", "doc three"], 1)
+    c = cond(tmp_path / "c.jsonl", ["doc one", "doc two"], 1)
+    assert main(["eval", "--metric", "diversity", "--samples", a, b]) == 2
+    assert "condition on different inputs" in one_error_line(capsys)
+    assert main(["eval", "--metric", "diversity", "--samples", a, c, "--out", str(tmp_path / "r.json")]) == 0
+
+
 def test_the_same_seed_twice_and_headerless_files_are_refused(tmp_path, capsys):
     a = write_samples(tmp_path / "a.jsonl", seed=0)
     a2 = write_samples(tmp_path / "a2.jsonl", seed=0)

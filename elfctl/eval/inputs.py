@@ -38,6 +38,7 @@ class Samples:
     header: dict = field(default_factory=dict)
     references: list[Optional[str]] = field(default_factory=list)
     format: str = "text"            # jsonl | json | text: what the content was read as
+    inputs: list[Optional[str]] = field(default_factory=list)   # conditional samples: the input of each
 
 
 def _text(path: Path, flag: str) -> str:
@@ -89,7 +90,7 @@ def _check_extension(path: Path, fmt: str, text: str) -> None:
 def _read_jsonl(path: Path, text: str) -> Samples:
     from elfctl.data.text_sources import json_objects
 
-    header, texts, refs = {}, [], []
+    header, texts, refs, inputs = {}, [], [], []
     try:
         for i, obj in json_objects(path, text):
             if obj.get("type") == "header":
@@ -100,11 +101,12 @@ def _read_jsonl(path: Path, text: str) -> Samples:
                                   f"{{\"text\": ...}} object per line)")
             texts.append(obj["text"])
             refs.append(obj.get("reference"))
+            inputs.append(obj.get("input"))
     except ConfigError as e:
         if path.suffix.lower() == ".jsonl" or "malformed JSON" not in str(e):
             raise
         raise ConfigError(f"{e} — its first line is JSON, so the whole file is read as JSONL") from None
-    return Samples(path, texts, header, refs, "jsonl")
+    return Samples(path, texts, header, refs, "jsonl", inputs)
 
 
 def _read_json(path: Path, text: str) -> Samples:
@@ -185,6 +187,9 @@ def check_same_run(files: list[Samples]) -> None:
         if diff:
             raise ConfigError(f"--samples: {first.path} and {s.path} are not seeds of one run and settings "
                               f"({diff}){hint}")
+        if (any(s.inputs) or any(first.inputs)) and s.inputs != first.inputs:
+            raise ConfigError(f"--samples: {first.path} and {s.path} are not seeds of one run and settings (they "
+                              f"condition on different inputs){hint}")
     seeds = [s.header.get("seed") for s in files]
     dup = next((x for i, x in enumerate(seeds) if x in seeds[:i]), None)
     if dup is not None or None in seeds:

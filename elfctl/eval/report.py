@@ -279,8 +279,8 @@ def _load_files(samples, max_samples: Optional[int]) -> list[Samples]:
     if not files:
         raise ConfigError("no samples to score")
     if max_samples:
-        files = [Samples(s.path, s.texts[:max_samples], s.header, s.references[:max_samples], s.format)
-                 for s in files]
+        files = [Samples(s.path, s.texts[:max_samples], s.header, s.references[:max_samples], s.format,
+                         s.inputs[:max_samples]) for s in files]
     return files
 
 
