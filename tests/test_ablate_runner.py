@@ -89,3 +89,21 @@ def test_a_failing_step_shows_its_own_message(tmp_path, tiny_recipe, capsys, mon
 
 def test_the_pipeline_is_named_steps():
     assert [name for name, _ in PIPELINE] == ["train", "sample", "eval"]
+
+
+def test_a_run_saved_without_a_key_of_today_is_not_a_match(tmp_path, tiny_recipe):
+    from elfctl.ablate.reuse import finished_run
+    from elfctl.train import checkpoint as ckpt
+
+    recipe = tiny_recipe()
+    cfg = load_config(recipe)
+    run = _train(recipe).run_dir
+    assert finished_run(run, cfg) is not None
+    assert finished_run(run, load_config(recipe, ["train.steps=4"])) is None     # not finished for 4 steps
+    saved = ckpt.latest_checkpoint(run) / "config.yaml"
+    text = saved.read_text()
+    assert "  bottleneck_dim: " in text
+    # as if written by an elfctl that had no model.bottleneck_dim: re-read, it would get today's default
+    saved.write_text("".join(line + "\n" for line in text.splitlines() if "bottleneck_dim" not in line))
+    assert load_resolved(saved).model.bottleneck_dim == cfg.model.bottleneck_dim
+    assert finished_run(run, cfg) is None

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
+import yaml
+
 from elfctl.config import Config, load_resolved
 from elfctl.errors import ConfigError
 from elfctl.train import checkpoint as ckpt
@@ -58,10 +60,13 @@ def finished_run(run_dir: Path, cfg: Config) -> Optional[FinishedRun]:
         return None
     try:
         saved = load_resolved(latest / "config.yaml")
+        # compared as written, not as re-read: a key the run's elfctl did not have yet (filled in with today's
+        # default by load_resolved) may not describe what that run did
+        raw = yaml.safe_load((latest / "config.yaml").read_text(encoding="utf-8"))
         step = int(ckpt.read_meta(latest)["step"])
-    except (ConfigError, OSError, KeyError, ValueError):
+    except (ConfigError, OSError, KeyError, ValueError, yaml.YAMLError):
         return None  # a run of another elfctl version, or a torn file: not a match
-    if step < cfg.train.steps or training_differences(saved.to_dict(), cfg.to_dict()):
+    if step < cfg.train.steps or not isinstance(raw, dict) or training_differences(raw, cfg.to_dict()):
         return None
     return FinishedRun(Path(run_dir), latest, step, saved)
 
