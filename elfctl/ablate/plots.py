@@ -25,14 +25,23 @@ def write_plots(summary: dict, root: Path) -> list[Path]:
     judge = rows[0].get("judge", "") if rows else ""
 
     if rows and summary.get("plot_x"):
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        pts = sorted((r["x"], r["genppl"]) for r in rows)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o")
-        if summary["plot_x"] == "sample.steps":
-            ax.set_xscale("log", base=2)
-        ax.set_xlabel(summary["plot_x"])
-        ax.set_ylabel(f"Gen PPL ({judge})")
-        ax.set_title(title, fontsize=10)
+        # one line per series (distill-steps: the model and its distilled student); entropy beside Gen PPL
+        metrics = [("genppl", f"Gen PPL ({judge})")]
+        if all(r.get("entropy") is not None for r in rows):
+            metrics.append(("entropy", "entropy (nats)"))
+        fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5), squeeze=False)
+        series = list(dict.fromkeys(r.get("series", "model") for r in rows))
+        for ax, (key, label) in zip(axes[0], metrics):
+            for name in series:
+                pts = sorted((r["x"], r[key]) for r in rows if r.get("series", "model") == name)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+            if summary["plot_x"] == "sample.steps":
+                ax.set_xscale("log", base=2)
+            ax.set_xlabel(summary["plot_x"])
+            ax.set_ylabel(label)
+            if len(series) > 1:
+                ax.legend(fontsize=7)
+        axes[0][0].set_title(title, fontsize=10)
         written.append(_save(fig, root / f"genppl_vs_{summary['plot_x'].split('.')[-1]}.png", plt))
 
     if rows and all(r.get("entropy") is not None for r in rows):

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from elfctl.ablate.distill_step import distill_step
 from elfctl.ablate.spec import AblationSpec, Variant, sample_settings
 from elfctl.atomic import atomic_write_json
 from elfctl.config import Config, load_config
@@ -171,6 +172,7 @@ def eval_step(job: Job, v: VariantState) -> None:
 
 PIPELINE: list[tuple[str, Callable[[Job, VariantState], None]]] = [
     ("train", train_step),
+    ("distill", distill_step),  # variants marked `distill: true` swap the run for its distilled student
     ("sample", sample_step),
     ("eval", eval_step),
 ]
@@ -211,7 +213,8 @@ def _row(job: Job, v: VariantState) -> dict[str, Any]:
     row = {"variant": v.variant.name, "train": v.variant.train, "sample": v.variant.sample,
            "run_dir": str(v.run_dir), "reused_run": v.reused, "step": v.step,
            "train_loss": final_train_loss(v.run_dir), "samples": str(v.samples), "eval": str(v.result),
-           **headline(v.results)}
+           "series": "student" if v.variant.distill else
+           "teacher" if any(x.distill for x in job.spec.variants) else "model", **headline(v.results)}
     if job.spec.plot_x:
         section, key = job.spec.plot_x.split(".", 1)
         row["x"] = getattr(getattr(v.cfg, section), key)
