@@ -100,7 +100,7 @@ def build_config(arch: Architecture, recipe: str, source: str, *, run_dir: Path,
     sample = dict(sampling_for(recipe, source) or {})
     if "bf16" in {f.name for f in dataclasses.fields(SampleConfig)}:
         sample["bf16"] = True  # the authors sample under bf16 autocast on CUDA (fp32 on the CPU)
-    ours = {"name": run_dir.name,
+    ours = {"name": recipe,
             "description": f"{base.description} - the authors' released weights ({source}, step {step})",
             "model": model, "encoder": {"tokenizer": tokenizer}, "sample": sample,
             "train": {"run_dir": str(run_dir)}}
