@@ -133,7 +133,7 @@ def test_import_then_train_continues_with_fresh_optimizer(tmp_path, tiny_encoder
     src = write_authors_file(tmp_path / "dl", raw, ema, step=7)
     run = tmp_path / "run"
     # the fine-tuning settings are chosen at import (a run's saved config is what training resumes under)
-    fine_tune = ["train.epochs=null", "train.steps=8", "train.batch_size=4", "train.save_every=1",
+    fine_tune = ["data.pretokenized=null", "train.epochs=null", "train.steps=8", "train.batch_size=4", "train.save_every=1",
                  "optim.optimizer=adamw", "optim.warmup_epochs=null", "optim.warmup_steps=0", "train.device=cpu"]
     assert main(["import", str(src), "--out", str(run), *text_overrides(tiny_encoder_dir, tiny_corpus),
                  *fine_tune]) == 0
@@ -293,6 +293,20 @@ def test_architecture_inferred_for_every_preset_on_meta(preset):
     assert (arch.depth, arch.hidden_size, arch.num_heads) == (shape.depth, shape.hidden_size, shape.num_heads)
     assert (arch.latent_dim, arch.vocab_size, arch.bottleneck_dim) == (512, 32100, 128)
     assert (arch.num_time_tokens, arch.num_sc_cfg_tokens, arch.num_mode_tokens) == (4, 4, 4)
+
+
+def test_pd_student_imports_on_the_pd_recipe_with_its_few_step_setting(tmp_path, tiny_encoder_dir, tiny_corpus,
+                                                                         vocab):
+    from elfctl.config import load_resolved
+    from elfctl.recipes import shipped_recipes
+
+    src = write_authors_file(tmp_path / "ELF-B-PD-owt-torch", *tiny_models(vocab), step=3)
+    run = tmp_path / "run"
+    assert main(["import", str(src), "--out", str(run), *text_overrides(tiny_encoder_dir, tiny_corpus)]) == 0
+    cfg = load_resolved(run / "config.yaml")
+    assert json.loads((run / "provenance.json").read_text())["recipe"] == \
+        ("owt-pd" if "owt-pd" in shipped_recipes() else "owt")
+    assert (cfg.sample.sampler, cfg.sample.steps, cfg.sample.gamma, cfg.sample.sc_cfg) == ("sde", 8, 1.5, 2.5)
 
 
 def test_released_names_pick_their_recipes():
