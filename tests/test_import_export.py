@@ -159,6 +159,18 @@ def test_folder_takes_highest_step_and_reimport_only_refreshes_config(tmp_path, 
     assert (run / "checkpoints" / "step_00000012" / "ema.safetensors").stat().st_mtime_ns == before
 
 
+def test_file_without_ema_uses_its_params_under_ddp_and_compile_prefixes(tmp_path, tiny_encoder_dir, tiny_corpus,
+                                                                          vocab, capsys):
+    raw, _ = tiny_models(vocab)
+    src = tmp_path / "checkpoint_2"
+    torch.save({"params": their_state(raw, prefix="module._orig_mod."), "step": 2, "epoch": 0}, src)
+    run = tmp_path / "run"
+    assert main(["import", str(src), "--out", str(run), *text_overrides(tiny_encoder_dir, tiny_corpus)]) == 0
+    assert "no ema_params1" in capsys.readouterr().err
+    ema_t = load_file(run / "checkpoints" / "step_00000002" / "ema.safetensors")
+    assert all(torch.equal(ema_t[k], v) for k, v in raw.state_dict().items())
+
+
 def test_sample_checkpoint_imports_once_into_the_cache(tmp_path, monkeypatch):
     """`--checkpoint checkpoint_<step>` with t5-small's widths (latent 512, vocabulary 32,100): no flags needed."""
     from elfctl.authors import importer
