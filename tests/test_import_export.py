@@ -133,8 +133,9 @@ def test_import_then_train_continues_with_fresh_optimizer(tmp_path, tiny_encoder
     src = write_authors_file(tmp_path / "dl", raw, ema, step=7)
     run = tmp_path / "run"
     # the fine-tuning settings are chosen at import (a run's saved config is what training resumes under)
-    fine_tune = ["data.pretokenized=null", "train.epochs=null", "train.steps=8", "train.batch_size=4", "train.save_every=1",
-                 "optim.optimizer=adamw", "optim.warmup_epochs=null", "optim.warmup_steps=0", "train.device=cpu"]
+    fine_tune = ["data.pretokenized=null", "train.epochs=null", "train.steps=8", "train.batch_size=4",
+                 "train.save_every=1", "optim.optimizer=adamw", "optim.warmup_epochs=null", "optim.warmup_steps=0",
+                 "train.device=cpu"]
     assert main(["import", str(src), "--out", str(run), *text_overrides(tiny_encoder_dir, tiny_corpus),
                  *fine_tune]) == 0
     code = main(["train", str(run / "config.yaml")])
