@@ -1,13 +1,18 @@
 """Tokenized training sets on disk: tokenized once, memory-mapped, never held in RAM.
 
-``build_tokenized`` tokenizes a split with HF ``datasets``' batched, multi-process ``map`` into Arrow files under
-``<cache>/tokenized/<name>-<key>/`` (the key hashes the source's identity, the tokenizer, max_length,
-max_input_length, packing and the split rules), writes ``manifest.json`` last, and later runs reuse it.
+``build_tokenized`` tokenizes a split into Arrow files under ``<cache>/tokenized/<name>-<split>-<key>/`` (the key
+hashes the source's identity, the tokenizer, max_length and max_input_length (unpacked sets), packing, the
+split rules and max_examples), writes ``manifest.json`` last, renames the folder into place, and later runs
+reuse it. Local files are streamed through a batched map over ``data.tokenize_workers`` forked processes
+(:func:`tokenize_stream`, at most 2 batches per process in flight); hub datasets and ``save_to_disk`` folders,
+already Arrow, go through HF ``datasets``' batched multi-process ``Dataset.map``.
+
 A row holds a text's token ids (cut to max_length: enough to tell whether the example is truncated), or a
 condition's and a target's; the fixed-length ``input_ids / attention_mask / cond_mask`` of an example are made
 when it is read, by :class:`~elfctl.data.tokenize.SequenceBuilder`, so they are exactly the in-memory
 ``TokenDataset``'s. Packed sets store ``ids + [eos]`` per text: the flat values of that list column *are* the
 concatenated stream, and window w is stream positions [w·L, (w+1)·L) — index arithmetic, no Python lists.
+A single file's shuffled train/validation split is an index file (``order.npy``) over rows kept in file order.
 
 :class:`TokenizedDataset` is map-style and picklable (DataLoader workers reopen the memory-mapped files).
 """
@@ -138,6 +143,22 @@ _WORKER_FN: Optional[TokenizeBatch] = None
 def _worker_init(fn: TokenizeBatch) -> None:
     global _WORKER_FN
     _WORKER_FN = fn
+    _default_malloc()
+
+
+def _default_malloc() -> None:
+    """Undo ``elfctl.cpu_allocator`` in a forked tokenizer: its batches vary in size, and a heap that never
+    returns memory would fragment and grow with the number of batches (that is, with the corpus)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        libc.mallopt(-4, 65536)      # M_MMAP_MAX: glibc's default
+        libc.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD: glibc's default
+    except (OSError, AttributeError):
+        pass
 
 
 def _worker_run(batch: dict) -> dict:
@@ -178,8 +199,20 @@ def tokenize_stream(records, names: tuple[str, ...], fn: TokenizeBatch, out: Pat
 
 
 def _open_table(files: list[Path]) -> pa.Table:
-    """The Arrow IPC stream files as one memory-mapped table (zero-copy: pages are read on demand)."""
-    tables = [pa.ipc.open_stream(pa.memory_map(str(f), "r")).read_all() for f in files]
+    """The Arrow IPC stream files as one memory-mapped table (zero-copy: pages are read on demand).
+
+    The mappings are advised MADV_RANDOM: training reads rows in random order, and the kernel's default
+    read-around would fault in ~128 KB around every row read, so resident memory would grow with the steps
+    (up to the file's size) instead of staying at the pages actually used."""
+    import mmap
+
+    tables = []
+    for f in files:
+        with open(f, "rb") as fh:
+            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        if hasattr(mm, "madvise") and hasattr(mmap, "MADV_RANDOM"):
+            mm.madvise(mmap.MADV_RANDOM)
+        tables.append(pa.ipc.open_stream(pa.py_buffer(mm)).read_all())  # the buffers keep the mapping alive
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
@@ -374,8 +407,10 @@ def _fields(d) -> tuple[str, ...]:
 
 def cache_key(cfg, split: str, source: dict, tok) -> dict:
     d = cfg.data
+    packed = layout(d) == "packed"  # a packed set stores whole texts: max_length only cuts the windows on reading
     return {"format": FORMAT, "source": source, "task": d.task, "fields": list(_fields(d)),
-            "max_length": d.max_length, "max_input_length": d.max_input_length, "packing": d.packing,
+            "max_length": None if packed else d.max_length,
+            "max_input_length": None if packed else d.max_input_length, "packing": d.packing,
             "max_examples": d.max_examples if split == d.train_split else None,
             "tokenizer": tokenizer_fingerprint(tok), "layout": layout(d)}
 
