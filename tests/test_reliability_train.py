@@ -220,3 +220,16 @@ def test_how_a_run_executes_may_change_on_resume_what_it_trains_may_not():
     bigger = load_config(None, ["train.batch_size=64", "sample.gamma=0.5"]).to_dict()
     assert config_differences(base, bigger) == ["sample.gamma: run has 1.5, now 0.5",
                                                 "train.batch_size: run has 32, now 64"]
+
+
+def test_checkpoint_tensors_come_back_in_one_order_in_every_process(tmp_path):
+    # safetensors' in-memory loader orders keys by a per-process hash; FSDP ranks walking different orders
+    # deadlock in mismatched collectives (found by the FSDP resume test), so load_tensors sorts them
+    state = {f"w{i}": torch.full((i + 1,), float(i)) for i in range(12)}
+    path = ckpt.save_checkpoint(tmp_path, 1, model_state=state, ema_state=state, train_state={}, meta={},
+                                config_yaml="{}")
+    code = ("import sys; from elfctl.train import checkpoint as c; "
+            "print(','.join(c.load_tensors(sys.argv[1], 'model')))")
+    orders = {subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                             check=True).stdout.strip() for _ in range(3)}
+    assert orders == {",".join(sorted(state))}

@@ -192,10 +192,13 @@ def load_tensors(ckpt: Path, name: str) -> dict[str, torch.Tensor]:
     """``<name>.safetensors`` of a checkpoint, verified against its manifest."""
     data = _read_verified(ckpt, f"{name}.safetensors")
     try:
-        return load_safetensors(data)
+        tensors = load_safetensors(data)
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for torn files
         raise CorruptCheckpoint(f"{Path(ckpt) / (name + '.safetensors')}: not a readable safetensors file "
                                 f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    # safetensors' in-memory loader returns its tensors in a per-process hash order: sort them, as load_file
+    # does, so that every rank walks the same keys in the same order (FSDP distributes them one collective each)
+    return {k: tensors[k] for k in sorted(tensors)}
 
 
 def load_train_state(ckpt: Path) -> dict[str, Any]:
