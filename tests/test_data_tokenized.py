@@ -264,3 +264,18 @@ def test_two_gloo_ranks_with_workers_match_one_process_without(tmp_path):
     one, two = dict(_losses(tmp_path / "one")), dict(_losses(tmp_path / "two"))
     assert one.keys() == two.keys() == {1, 2, 3}
     assert all(one[s] == pytest.approx(two[s], rel=1e-5, abs=1e-6) for s in one)
+
+
+def test_latents_are_cached_only_when_the_cache_fits(tiny_recipe, tmp_path):
+    from elfctl.train.trainer import DataSource
+
+    recipe = tiny_recipe()
+    for limit, cached in ((1e-9, False), (1.0, True)):
+        cfg = load_config(recipe, ["data.precompute_latents=true", f"data.max_latent_cache_gb={limit}"])
+        lines: list[str] = []
+        run = tmp_path / f"run{limit}"
+        data = DataSource(cfg, run, torch.device("cpu"), log=lines.append)
+        assert (data.cache_path is not None) == cached == (run / "latents" / "manifest.json").is_file()
+        said = " ".join(lines)
+        assert ("caching the latents" in said) == cached
+        assert ("would take" in said and "encoding each batch on cpu" in said) == (not cached)
