@@ -5,7 +5,7 @@ and the numbers given to CLI flags. A case passes when the command exits 0, or e
 stderr and no traceback; through the Python loaders, when it returns or raises a one-line ConfigError. Anything
 else (exit 1 with ``error: TypeError ...``, a traceback, a multi-line message) is a finding.
 
-``ELFCTL_FUZZ_EXAMPLES`` sets the cases per target (default 40, derandomised so CI is repeatable); the numbers in
+``ELFCTL_FUZZ_EXAMPLES`` sets the cases per target (default 25, derandomised so CI is repeatable); the numbers in
 docs/RELIABILITY.md come from a larger, randomised campaign:
 ``ELFCTL_FUZZ_EXAMPLES=1000 ELFCTL_FUZZ_RANDOM=1 python -m pytest -q tests/test_fuzz_inputs.py``.
 """
@@ -29,7 +29,7 @@ from elfctl.cli import main  # noqa: E402
 from elfctl.config import SECTIONS, TOP_LEVEL_SCALARS, load_config  # noqa: E402
 from elfctl.errors import ConfigError  # noqa: E402
 
-EXAMPLES = int(os.environ.get("ELFCTL_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("ELFCTL_FUZZ_EXAMPLES", "25"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get("ELFCTL_FUZZ_RANDOM"),
                 suppress_health_check=list(HealthCheck), database=None)
 KEYS = [f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)]
