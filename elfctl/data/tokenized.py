@@ -186,7 +186,15 @@ def tokenize_stream(records, names: tuple[str, ...], fn: TokenizeBatch, out: Pat
                 n += len(rows)
                 write(fn(as_batch(rows)))
             return n
-        with mp.get_context("fork").Pool(procs, initializer=_worker_init, initargs=(fn,)) as pool:
+        import gc
+
+        # Forked workers share the parent's pages until something writes to them; the cyclic GC of a child
+        # would write to every object it inherited (copying the parent's whole heap as the job goes on), so
+        # the inherited objects are frozen out of the GC's reach while the pool lives.
+        gc.freeze()
+        pool = mp.get_context("fork").Pool(procs, initializer=_worker_init, initargs=(fn,))
+        gc.unfreeze()
+        with pool:
             pending: collections.deque = collections.deque()
             for rows in chunks:
                 n += len(rows)
@@ -198,22 +206,73 @@ def tokenize_stream(records, names: tuple[str, ...], fn: TokenizeBatch, out: Pat
     return n
 
 
-def _open_table(files: list[Path]) -> pa.Table:
-    """The Arrow IPC stream files as one memory-mapped table (zero-copy: pages are read on demand).
-
-    The mappings are advised MADV_RANDOM: training reads rows in random order, and the kernel's default
-    read-around would fault in ~128 KB around every row read, so resident memory would grow with the steps
-    (up to the file's size) instead of staying at the pages actually used."""
+def _map_file(path: Path) -> tuple[pa.Table, int]:
+    """One Arrow IPC stream file as a zero-copy table over a read-only mapping, and the mapping's address."""
     import mmap
 
-    tables = []
-    for f in files:
-        with open(f, "rb") as fh:
-            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-        if hasattr(mm, "madvise") and hasattr(mmap, "MADV_RANDOM"):
-            mm.madvise(mmap.MADV_RANDOM)
-        tables.append(pa.ipc.open_stream(pa.py_buffer(mm)).read_all())  # the buffers keep the mapping alive
+    with open(path, "rb") as fh:
+        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    buf = pa.py_buffer(mm)  # keeps the mapping alive as long as any buffer of the table
+    return pa.ipc.open_stream(buf).read_all(), buf.address
+
+
+def _open_table(files: list[Path]) -> pa.Table:
+    """The Arrow IPC stream files as one memory-mapped table (zero-copy: pages are read on demand)."""
+    tables = [_map_file(f)[0] for f in files]
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
+class FileValues:
+    """The values of a primitive Arrow array stored in a file, read with ``os.pread`` on demand.
+
+    Training reads rows in random order. Through the mapping, every row read would map in the kernel's
+    fault-around window (64 KB of neighbouring cached pages), so the resident set would grow with the number
+    of rows read, up to the file's size; ``pread`` copies just the row, and the page cache stays the kernel's.
+    """
+
+    def __init__(self, path: Path, start: int, dtype: np.dtype, length: int):
+        self.path, self.start, self.dtype, self.length = str(path), start, np.dtype(dtype), length
+        self._fd, self._pid = -1, -1
+
+    def __getstate__(self):
+        return {**self.__dict__, "_fd": -1, "_pid": -1}
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, s: slice) -> np.ndarray:
+        lo, hi = int(s.start or 0), int(self.length if s.stop is None else s.stop)
+        if self._pid != os.getpid():  # a forked DataLoader worker opens its own descriptor
+            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+        n = max(hi - lo, 0) * self.dtype.itemsize
+        data = os.pread(self._fd, n, self.start + lo * self.dtype.itemsize) if n else b""
+        return np.frombuffer(data, dtype=self.dtype)
+
+    @classmethod
+    def of(cls, path: Path, base: int, size: int, arr: pa.Array):
+        """The values of ``arr`` (no nulls) if its data lies in the file mapped at ``base``; else None."""
+        data = arr.buffers()[1]
+        dtype = np.dtype(arr.type.to_pandas_dtype())
+        start = data.address - base + arr.offset * dtype.itemsize
+        if arr.null_count or not 0 <= start <= size - len(arr) * dtype.itemsize:
+            return None
+        return cls(path, start, dtype, len(arr))
+
+
+def read_offsets_values(chunk, path: Path, base: int, size: int) -> tuple[np.ndarray, object]:
+    """(offsets in RAM, values read from the file) of one chunk of a list column; ``offsets_values`` (through
+    the mapping) when the buffers are not plain file bytes."""
+    if isinstance(chunk, pa.FixedSizeListArray):
+        offsets = (np.arange(len(chunk) + 1, dtype=np.int64) + chunk.offset) * chunk.type.list_size
+    else:
+        f = FileValues.of(path, base, size, chunk.offsets)
+        if f is None:
+            return offsets_values(chunk)
+        offsets = f[0:len(f)].copy()
+    values = FileValues.of(path, base, size, chunk.values)
+    if values is None:
+        return offsets_values(chunk)
+    return offsets, values
 
 
 def offsets_values(chunk) -> tuple[np.ndarray, np.ndarray]:
@@ -253,13 +312,14 @@ class TokenizedDataset(Dataset):
     # -- memory-mapped state, rebuilt lazily in every process
     def _open(self) -> dict:
         if self._state is None:
-            table = _open_table(self.files)
-            cols = {}
-            for name, col in self.columns.items():
-                chunks = table.column(col).chunks
-                # per chunk: (offsets, values) numpy views of the mapped buffers; row j of a chunk is
-                # values[offsets[j]:offsets[j+1]]
-                cols[name] = [offsets_values(c) for c in chunks]
+            cols: dict[str, list] = {name: [] for name in self.columns}
+            for path in self.files:
+                table, base = _map_file(path)
+                size = path.stat().st_size
+                for name, col in self.columns.items():
+                    # per chunk: offsets (in RAM: 4-8 bytes per row) and values (read from the file per row);
+                    # row j of a chunk is values[offsets[j]:offsets[j+1]]
+                    cols[name] += [read_offsets_values(c, path, base, size) for c in table.column(col).chunks]
             lead = cols["ids"] if "ids" in cols else cols["target"]
             row_starts = np.cumsum([0] + [len(o) - 1 for o, _ in lead])
             state = {"cols": cols, "row_starts": row_starts, "len": int(row_starts[-1]), "order": None}
