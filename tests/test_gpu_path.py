@@ -209,3 +209,27 @@ def test_bench_train_accepts_the_documented_flags(capsys, tmp_path):
         assert err.strip() == "error: --device: 'cuda' asked for, but no CUDA device is available; use auto or cpu"
     assert bench.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0 and bench.peak_tflops("NVIDIA H100 PCIe") == 756.0
     assert bench.peak_tflops("NVIDIA H200") == 989.0 and bench.peak_tflops("Some GPU") is None
+
+
+def test_eval_judge_dtype_flag_reaches_the_protocol(tmp_path, capsys):
+    import json
+
+    from elfctl.cli import main
+
+    d = _tiny_judge_dir(tmp_path)
+    s = tmp_path / "s.jsonl"
+    s.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"type": "header", "run_dir": "nowhere", "seed": 0, "sampler": {"steps": 2}},
+        *({"type": "sample", "index": i, "text": t, "token_ids": []} for i, t in enumerate(TEXTS))]))
+    res = {}
+    for dtype in ("float32", "bfloat16"):
+        out = tmp_path / f"{dtype}.json"
+        assert main(["eval", "--samples", str(s), "--judge", str(d), "--judge-dtype", dtype, "--device", "cpu",
+                     "--bootstrap", "0", "--out", str(out)]) == 0
+        res[dtype] = json.loads(out.read_text())
+    text = {k: json.dumps(v["protocol"]) for k, v in res.items()}
+    assert '"judge_dtype": "bfloat16"' in text["bfloat16"] and '"judge_dtype": "float32"' in text["float32"]
+    capsys.readouterr()
+    assert main(["eval", "--samples", str(s), "--judge-dtype", "fp8"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert err == ["error: --judge-dtype: 'fp8' is not valid; choose float32, bfloat16 or float64"]

@@ -185,6 +185,9 @@ def evaluate(
                                         "here, else the offline judge)."),
     device: Optional[str] = typer.Option(None, "--device", help="Where the judge runs: auto (the GPU when there "
                                          "is one, else the CPU), cpu, cuda or cuda:N (default: auto)."),
+    judge_dtype: Optional[str] = typer.Option(None, "--judge-dtype", help="float32 or bfloat16 (the authors score "
+                                              "GPT-2 Large in bf16); the protocol records it and its hash changes. "
+                                              "Default: the run's eval.judge_dtype, else float32."),
     protocol: Optional[str] = typer.Option(None, "--protocol", help="elf (the paper's protocol, independent of "
                                            "batching) or mdlm (MDLM/Duo's rules). Default: the run's "
                                            "eval.protocol, else elf."),
@@ -213,6 +216,8 @@ def evaluate(
                             ("--bootstrap", bootstrap, 0)):
         if value is not None and value < lo:
             raise ConfigError(f"{flag}: {value} is out of range; must be >= {lo}")
+    if judge_dtype is not None and judge_dtype not in ("float32", "bfloat16", "float64"):
+        raise ConfigError(f"--judge-dtype: {judge_dtype!r} is not valid; choose float32, bfloat16 or float64")
     if protocol is not None and protocol not in ("elf", "mdlm"):
         raise ConfigError(f"--protocol: {protocol!r} is not valid; choose elf or mdlm")
     for flag, path in (("--references", references), ("--reference-text", reference_text)):
@@ -233,7 +238,7 @@ def evaluate(
     needs_judge = "genppl" in metrics or "entropy" in metrics
     res = score_samples(loaded, metric, judge=judge or (_default_judge(run_cfg) if needs_judge else OFFLINE_JUDGE),
                         protocol=protocol or (ev.protocol if ev else "elf"),
-                        judge_dtype=ev.judge_dtype if ev else "float32",
+                        judge_dtype=judge_dtype or (ev.judge_dtype if ev else "float32"),
                         max_length=ev.max_judge_length if ev else 1024,
                         batch_size=batch_size or (ev.judge_batch_size if ev else 8),
                         bootstrap=bootstrap if bootstrap is not None else (ev.bootstrap if ev else 1000),
