@@ -132,6 +132,7 @@ def main() -> None:
     ap.add_argument("--label", default="this checkout")
     ap.add_argument("--extra", default="", help="extra YAML appended to the recipe (e.g. '  num_workers: 2' "
                                                 "lines under a section header)")
+    ap.add_argument("--set", nargs="*", default=[], help="section.key=value overrides for `elfctl train`")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     work = Path(args.workdir)
@@ -149,7 +150,7 @@ def main() -> None:
         r = recipe(work / f"recipe-{tag}.yaml", corpus, encoder, run_dir, args.steps, args.extra)
         env = {**os.environ, "ELFCTL_CACHE": str(cache), "HF_DATASETS_CACHE": str(cache / "hf"),
                "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-        res = measure([sys.executable, "-m", "elfctl", "train", str(r)], env)
+        res = measure([sys.executable, "-m", "elfctl", "train", str(r), *args.set], env)
         row = {"label": args.label, "tokens": n, "documents": docs, "corpus_mib": round(corpus.stat().st_size / 2**20, 1),
                **res}
         rows.append(row)

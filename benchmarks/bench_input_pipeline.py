@@ -54,7 +54,7 @@ def loader_rate(ds, batch: int, workers: int, batches: int) -> float:
     return batches / (time.perf_counter() - t0)
 
 
-def step_seconds(batch: int, length: int, steps: int = 4) -> float:
+def step_seconds(batch: int, length: int, steps: int = 3) -> float:
     import torch
 
     from elfctl.config import load_config
@@ -89,10 +89,10 @@ def main() -> None:
     ap.add_argument("--corpus", required=True)
     ap.add_argument("--tokenizer", default="builtin:minilm")
     ap.add_argument("--procs", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--shapes", nargs="+", default=["64x32", "512x1024"])
+    ap.add_argument("--shapes", nargs="*", default=["64x32", "512x1024"])
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     ap.add_argument("--batches", type=int, default=40)
-    ap.add_argument("--step-shape", default="64x32")
+    ap.add_argument("--step-shape", default="64x32", help="BxL of the training step, or 'none'")
     args = ap.parse_args()
     built = None
     for p in args.procs:
@@ -116,6 +116,9 @@ def main() -> None:
             r = loader_rate(ds, b, w, args.batches)
             print(json.dumps({"what": "input pipeline", "batch": b, "length": length, "workers": w,
                               "batches_per_s": round(r, 1), "tokens_per_s": round(r * b * length)}), flush=True)
+    if args.step_shape == "none":
+        shutil.rmtree(built, ignore_errors=True)
+        return
     b, length = map(int, args.step_shape.split("x"))
     s = step_seconds(b, length)
     print(json.dumps({"what": "train step (quickstart model, no data)", "batch": b, "length": length,

@@ -101,8 +101,8 @@ class DataConfig:
     num_workers: int = _f(0, "DataLoader worker processes that read and collate training batches (0: in the "
                           "training process). The batch order does not depend on it.", lo=0)
     prefetch_factor: int = _f(2, "Batches each DataLoader worker prepares ahead.", lo=1)
-    tokenize_workers: int = _f(0, "Processes that tokenize a training set into its on-disk cache (0: one per CPU "
-                               "core up to 8, or 1 for sets under 20,000 records).", lo=0)
+    tokenize_workers: int = _f(0, "Processes that tokenize a training set into its on-disk cache (0: one per two "
+                               "CPU cores, at most 8; 1 for small sets).", lo=0)
     pretokenized: Optional[str] = _f(None, "Train on a set released already tokenized instead of tokenizing "
                                      "data.dataset: a hub dataset id (embedded-language-flows/openwebtext-t5) or a "
                                      "local save_to_disk folder with input_ids (and condition_input_ids); its ids "

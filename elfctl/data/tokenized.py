@@ -480,10 +480,16 @@ def _slug(text: str) -> str:
     return keep.strip("-.")[:40] or "data"
 
 
+def auto_procs() -> int:
+    """One tokenizer process per two cores, at most 8: a fast tokenizer already spreads one process's batch over
+    about two cores (measured on 2 cores: 1 process 724k tokens/s, 2 processes 640k)."""
+    return max(1, min((os.cpu_count() or 1) // 2, 8))
+
+
 def num_procs(setting: int, rows: int) -> int:
     if setting > 0:
         return setting
-    return 1 if rows < AUTO_PROCS_MIN_ROWS else max(1, min(os.cpu_count() or 1, 8))
+    return 1 if rows < AUTO_PROCS_MIN_ROWS else auto_procs()
 
 
 def build_tokenized(cfg, split: str, tok, data_dir: Optional[str] = None,
@@ -574,7 +580,7 @@ def _build_local(tmp: Path, cfg, split: str, tok, f: Path, part: Optional[str]) 
     records = ts.file_records(f, d)
     if part is None and cap:
         records = itertools.islice(records, cap)
-    procs = d.tokenize_workers or (1 if f.stat().st_size < AUTO_PROCS_MIN_BYTES else max(1, min(os.cpu_count() or 1, 8)))
+    procs = d.tokenize_workers or (1 if f.stat().st_size < AUTO_PROCS_MIN_BYTES else auto_procs())
     fn = TokenizeBatch(tok, d, names, keep_blanks=part is not None)
     n = tokenize_stream(records, names, fn, tmp / "tokens.arrow", procs, batch=STREAM_BATCH)
     if n == 0:
