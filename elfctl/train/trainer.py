@@ -363,17 +363,17 @@ class Trainer:
                 if is_log:
                     last_metrics = window.flush(step, cur_lr, info, order.epoch_of(step))
                     if info.is_main:
-                        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-                            f.write(json.dumps(last_metrics) + "\n")
+                        metric_sinks.log(last_metrics, step)  # metrics.jsonl, and tensorboard / wandb if chosen
                         progress.update(step, last_metrics, self._log)
                 if is_save:
                     last_ckpt = self._save(step, model, ema, opt, data)
-                if self._stop.requested(info.enabled, device) and step < cfg.train.steps:  # SIGTERM/Ctrl-C
+                if self._stop.requested(info.enabled, device) and step < total:  # SIGTERM/Ctrl-C
                     if not is_save:
                         last_ckpt = self._save(step, model, ema, opt, data)
                     raise self._stop.stopped(step, last_ckpt)
         finally:
             progress.close()
+            metric_sinks.close()
         self._log(f"done: step {step}, checkpoint {last_ckpt}")
         return TrainResult(self.run_dir, step, last_metrics, last_ckpt)
 
