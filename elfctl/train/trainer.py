@@ -13,7 +13,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -31,7 +31,7 @@ from elfctl.train import fsdp
 from elfctl.train import run_dir as rundir
 from elfctl.train.compiled import compile_blocks
 from elfctl.train.distributed import DistInfo, all_reduce_mean, init_distributed
-from elfctl.train.length import resolve_length
+from elfctl.train.length import TrainLength, resolve_length
 from elfctl.train.optim import EMA, Optimizers, peak_lr
 from elfctl.data.loader import device_batches, training_loader
 from elfctl.train.loggers import Loggers, check_available, parse_loggers
@@ -62,6 +62,33 @@ class TrainResult:
     step: int
     last_metrics: dict
     checkpoint: Optional[Path]
+
+
+@dataclass
+class _RunState:
+    """What one training run holds between its named steps (built by ``Trainer._build``)."""
+
+    data: "DataSource"
+    model: nn.Module
+    modules: list                      # the network, plus a learned encoder
+    opt: Optimizers
+    ema: EMA
+    order: BatchOrder
+    objective: Callable
+    lr: float
+    length: TrainLength                # steps, warm-up and how they were resolved
+    latest: Optional[Path]             # the checkpoint resumed from
+    train_model: Callable              # the trained pass (DDP-wrapped, or FSDP's gathered forward)
+    helper_model: Callable             # the objective's no-grad helper passes
+    forward: Optional[object] = None   # FSDP: gathers the weights once per micro-step
+    ddp: bool = False
+    params: list = field(default_factory=list)  # trainable parameters (after sharding), for the clip
+    step: int = 0
+    first_bad: Optional[torch.Tensor] = None  # first step with a non-finite loss, kept on the device
+
+    @property
+    def total(self) -> int:
+        return self.length.steps
 
 
 class DataSource:
@@ -240,12 +267,22 @@ class Trainer:
             return self._run()
 
     def _run(self) -> TrainResult:
-        cfg, info, device = self.cfg, self.info, self.device
-        if device.type == "cpu":
+        if self.device.type == "cpu":
             from elfctl.cpu_allocator import keep_freed_memory
 
             keep_freed_memory()
         latest = self._prepare_run_dir()
+        s = self._build(latest)          # data, network, optimisers, EMA, batch order, objective
+        self._resume_or_start(s)         # weights and optimiser state of the newest intact checkpoint
+        self._announce(s)                # the run's config on disk, one summary line
+        self._wrap_for_parallel(s)       # compile blocks; DDP or FSDP forwards
+        if s.total <= s.step:
+            self._log(f"nothing to do: run is at step {s.step} >= train.steps {s.total}")
+            return TrainResult(self.run_dir, s.step, {}, latest)
+        return self._loop(s)
+
+    def _build(self, latest: Optional[Path]) -> "_RunState":
+        cfg, info, device = self.cfg, self.info, self.device
         data = self.data_source(cfg, self.run_dir, device)
         torch.manual_seed(cfg.train.seed)  # model init is the same on every rank
         model = build_model(cfg.model, data.encoder.latent_dim, data.encoder.vocab_size).to(device)
@@ -262,120 +299,130 @@ class Trainer:
                        bf16=cfg.train.bf16 and device.type == "cuda")
         lr = peak_lr(cfg.optim, cfg.train.batch_size)
         length = resolve_length(cfg.train, cfg.optim, len(data.dataset))  # train.epochs -> steps
-        total = length.steps
-        opt = Optimizers(cfg.optim, modules, lr=lr, total_steps=total, warmup_steps=length.warmup_steps)
+        opt = Optimizers(cfg.optim, modules, lr=lr, total_steps=length.steps, warmup_steps=length.warmup_steps)
         ema = (fsdp.ShardedEMA(model, cfg.optim.ema_decay, info.is_main) if self.sharded
                else EMA(model, cfg.optim.ema_decay))
         order = BatchOrder(len(data.dataset), cfg.train.batch_size, shards, cfg.train.seed)
         objective = (self.objective_factory(cfg, data, device) if self.objective_factory is not None
                      else ElfObjective.from_config(cfg))
+        params = [p for m in modules for p in m.parameters() if p.requires_grad]
+        return _RunState(data=data, model=model, modules=modules, opt=opt, ema=ema, order=order,
+                         objective=objective, lr=lr, length=length, latest=latest, train_model=model,
+                         helper_model=model, params=params)
 
-        step = 0
-        if latest is not None:
-            step = self._restore(latest, model, ema, opt, data)
-            self._trim_metrics(step)
-            self._log(f"resumed {self.run_dir} from step {step}")
+    def _resume_or_start(self, s: "_RunState") -> None:
+        if s.latest is not None:
+            s.step = self._restore(s.latest, s.model, s.ema, s.opt, s.data)
+            self._trim_metrics(s.step)
+            self._log(f"resumed {self.run_dir} from step {s.step}")
         else:
             self._trim_metrics(0)
+
+    def _announce(self, s: "_RunState") -> None:
+        cfg, info = self.cfg, self.info
         if info.is_main:  # setup succeeded: the run now exists, with the config it is trained with
             rundir.write_run_config(self.run_dir, cfg)
-        self._log(f"model {cfg.model.preset}: {count_parameters(model) / 1e6:.2f}M parameters; "
-                  f"{len(data.dataset)} training examples; lr {lr:.2e}; device {device}; world size {info.world_size}"
-                  + ("; FSDP" if self.sharded else "")
-                  + (f"; latent cache {data.cache_path}" if data.cache_path else ""))
-        self._log(length.describe())
-        if length.warning():
-            self._log(length.warning())
+        self._log(f"model {cfg.model.preset}: {count_parameters(s.model) / 1e6:.2f}M parameters; "
+                  f"{len(s.data.dataset)} training examples; lr {s.lr:.2e}; device {self.device}; "
+                  f"world size {info.world_size}" + ("; FSDP" if self.sharded else "")
+                  + (f"; latent cache {s.data.cache_path}" if s.data.cache_path else ""))
+        self._log(s.length.describe())
+        if s.length.warning():
+            self._log(s.length.warning())
 
-        train_model: Callable = model
-        helper_model: Callable = model  # the no-grad helper passes of the objective
-        if cfg.train.compile:
+    def _wrap_for_parallel(self, s: "_RunState") -> None:
+        """``train_model`` runs the trained pass, ``helper_model`` the objective's no-grad helper passes."""
+        if self.cfg.train.compile:
             # per block, in place, inside DDP/FSDP: keeps their overlap and no data-dependent shape in a graph
-            compile_blocks(model)
-        forward = None
-        ddp = info.enabled and not self.sharded
+            compile_blocks(s.model)
+        s.ddp = self.info.enabled and not self.sharded
         if self.sharded:
-            forward = fsdp.FsdpForward(model)
-            train_model, helper_model = forward.train, forward.helper
-        elif ddp:
+            s.forward = fsdp.FsdpForward(s.model)
+            s.train_model, s.helper_model = s.forward.train, s.forward.helper
+        elif s.ddp:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            train_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-        use_bf16 = cfg.train.bf16 and device.type == "cuda"
-        params = [p for m in modules for p in m.parameters() if p.requires_grad]
-        if total <= step:
-            self._log(f"nothing to do: run is at step {step} >= train.steps {total}")
-            return TrainResult(self.run_dir, step, {}, latest)
+            device = self.device
+            s.train_model = DDP(s.model, device_ids=[device.index] if device.type == "cuda" else None)
 
+    def _loop(self, s: "_RunState") -> TrainResult:
+        cfg, info, device = self.cfg, self.info, self.device
         window = self._window = _Window(device, getattr(self, "_resumed_window", None))
-        first_bad = torch.tensor(-1, device=device)
-        last_ckpt = latest
-        last_metrics: dict = {}
-        progress = _Progress(total, step, enabled=info.is_main)
-        metric_sinks = Loggers(cfg, self.run_dir, start_step=step, enabled=info.is_main, log=self._log)
+        s.first_bad = torch.tensor(-1, device=device)
+        last_ckpt, last_metrics = s.latest, {}
+        progress = _Progress(s.total, s.step, enabled=info.is_main)
+        metric_sinks = Loggers(cfg, self.run_dir, start_step=s.step, enabled=info.is_main, log=self._log)
         # one DataLoader for the rest of the run, cut in (step, shard) order from the resume step on
         batches = device_batches(training_loader(
-            data.dataset, order, start=step, stop=total, rank=info.rank, grad_accum=accum,
+            s.data.dataset, s.order, start=s.step, stop=s.total, rank=info.rank, grad_accum=cfg.train.grad_accum,
             num_workers=cfg.data.num_workers, prefetch_factor=cfg.data.prefetch_factor,
             pin_memory=device.type == "cuda"), device)
-        model.train()
+        s.model.train()
         try:
-            while step < total:
-                cur_lr = opt.set_step(step)
-                for micro in range(accum):
-                    shard = info.rank * accum + micro
-                    batch = next(batches)  # = the examples of order.indices(step, shard)
-                    torch.manual_seed(shard_seed(cfg.train.seed, step, shard))
-                    drop = None  # drawn on the CPU: choosing the rows to re-encode never waits for the device
-                    if cfg.data.task == "conditional" and cfg.objective.label_drop_prob > 0:
-                        drop = torch.rand(batch["input_ids"].shape[0]) < cfg.objective.label_drop_prob
-                    x = data.latents(batch, drop)
-                    if drop is not None:
-                        drop = drop.to(device, non_blocking=True)
-                    sync = (contextlib.nullcontext() if micro == accum - 1 or not ddp else train_model.no_sync())
-                    if forward is not None:
-                        forward.begin()  # FSDP: gather the weights once for all of this micro-step's passes
-                    with sync, torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                        out = objective(train_model, x, batch["input_ids"], batch["attention_mask"],
-                                        batch["cond_mask"], drop_cond=drop, helper_model=helper_model)
-                        (out.loss / accum).backward()
-                    window.add(out, batch["input_ids"].numel())
-                    first_bad = torch.where((first_bad < 0) & ~torch.isfinite(out.loss.detach()),
-                                            torch.full((), step + 1, device=device), first_bad)  # no host copy
-                if ddp and data.trainable_encoder:
-                    # DDP wraps only the network: average the learned encoder's gradients by hand
-                    _all_reduce_grads(data.encoder, info.world_size)
-                grad_norm = (torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip) if cfg.optim.grad_clip > 0
-                             else torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
-                if self.sharded:
-                    grad_norm = fsdp.full(grad_norm)  # a DTensor under FSDP
-                window.grad_norm += grad_norm.detach().float()
-                opt.step()
-                opt.zero_grad()
-                ema.update(model)
-                step += 1
-                window.steps += 1
-
-                is_log = step % cfg.train.log_every == 0 or step == total
-                is_save = step % cfg.train.save_every == 0 or step == total
+            while s.step < s.total:
+                cur_lr = s.opt.set_step(s.step)
+                self._optimizer_step(s, batches, window)
+                step = s.step
+                is_log = step % cfg.train.log_every == 0 or step == s.total
+                is_save = step % cfg.train.save_every == 0 or step == s.total
                 if is_log or is_save:
-                    self._check_finite(first_bad)
+                    self._check_finite(s.first_bad)
                 if is_log:
-                    last_metrics = window.flush(step, cur_lr, info, order.epoch_of(step))
+                    last_metrics = window.flush(step, cur_lr, info, s.order.epoch_of(step))
                     if info.is_main:
                         metric_sinks.log(last_metrics, step)  # metrics.jsonl, and tensorboard / wandb if chosen
                         progress.update(step, last_metrics, self._log)
                 if is_save:
-                    last_ckpt = self._save(step, model, ema, opt, data)
-                if self._stop.requested(info.enabled, device) and step < total:  # SIGTERM/Ctrl-C
+                    last_ckpt = self._save(step, s.model, s.ema, s.opt, s.data)
+                if self._stop.requested(info.enabled, device) and step < s.total:  # SIGTERM/Ctrl-C
                     if not is_save:
-                        last_ckpt = self._save(step, model, ema, opt, data)
+                        last_ckpt = self._save(step, s.model, s.ema, s.opt, s.data)
                     raise self._stop.stopped(step, last_ckpt)
         finally:
             progress.close()
             metric_sinks.close()
-        self._log(f"done: step {step}, checkpoint {last_ckpt}")
-        return TrainResult(self.run_dir, step, last_metrics, last_ckpt)
+        self._log(f"done: step {s.step}, checkpoint {last_ckpt}")
+        return TrainResult(self.run_dir, s.step, last_metrics, last_ckpt)
+
+    def _optimizer_step(self, s: "_RunState", batches, window: "_Window") -> None:
+        """grad_accum micro-steps (each seeded by (seed, step, shard)), clip, update, EMA; ``s.step`` += 1."""
+        cfg, info, device = self.cfg, self.info, self.device
+        accum, step, data = cfg.train.grad_accum, s.step, s.data
+        use_bf16 = cfg.train.bf16 and device.type == "cuda"
+        for micro in range(accum):
+            shard = info.rank * accum + micro
+            batch = next(batches)  # = the examples of order.indices(step, shard)
+            torch.manual_seed(shard_seed(cfg.train.seed, step, shard))
+            drop = None  # drawn on the CPU: choosing the rows to re-encode never waits for the device
+            if cfg.data.task == "conditional" and cfg.objective.label_drop_prob > 0:
+                drop = torch.rand(batch["input_ids"].shape[0]) < cfg.objective.label_drop_prob
+            x = data.latents(batch, drop)
+            if drop is not None:
+                drop = drop.to(device, non_blocking=True)
+            sync = (contextlib.nullcontext() if micro == accum - 1 or not s.ddp else s.train_model.no_sync())
+            if s.forward is not None:
+                s.forward.begin()  # FSDP: gather the weights once for all of this micro-step's passes
+            with sync, torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                out = s.objective(s.train_model, x, batch["input_ids"], batch["attention_mask"],
+                                  batch["cond_mask"], drop_cond=drop, helper_model=s.helper_model)
+                (out.loss / accum).backward()
+            window.add(out, batch["input_ids"].numel())
+            s.first_bad = torch.where((s.first_bad < 0) & ~torch.isfinite(out.loss.detach()),
+                                      torch.full((), step + 1, device=device), s.first_bad)  # no host copy
+        if s.ddp and data.trainable_encoder:
+            # DDP wraps only the network: average the learned encoder's gradients by hand
+            _all_reduce_grads(data.encoder, info.world_size)
+        params = s.params
+        grad_norm = (torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip) if cfg.optim.grad_clip > 0
+                     else torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
+        if self.sharded:
+            grad_norm = fsdp.full(grad_norm)  # a DTensor under FSDP
+        window.grad_norm += grad_norm.detach().float()
+        s.opt.step()
+        s.opt.zero_grad()
+        s.ema.update(s.model)
+        s.step += 1
+        window.steps += 1
 
     # ------------------------------------------------------------------ helpers
     def _check_finite(self, first_bad: torch.Tensor) -> None:
