@@ -111,7 +111,7 @@ def main() -> None:
         gpu = torch.device("cuda")
         devices["cuda"] = torch.cuda.get_device_name()
         for B in (64, 256):
-            rows.append(bench("elf-b", B, 1024, 768, 32128, args.steps, "sde", max(2, args.repeats // 2), gpu))
+            rows.append(bench("elf-b", B, 1024, 768, 32100, args.steps, "sde", max(2, args.repeats // 2), gpu))
     for r in rows:
         r["device"] = devices["cuda" if r["kernels"] == "triton" or r["preset"] == "elf-b" else "cpu"]
     keys = ["device", "preset", "sampler", "batch", "length", "latent", "samples_per_s", "tokens_per_s",

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_train.py                      # elf-tiny on the CPU (latent 384, length 64)
     python benchmarks/bench_train.py --recipe owt --device cuda --length 1024 --batch 32 --latent-dim 512 \\
-        --vocab 32128 --compile                           # ELF-B as the owt recipe trains it, on a GPU
+        --vocab 32100 --compile                           # ELF-B as the owt recipe trains it, on a GPU
 
 Runs what ``elfctl train`` runs per step, on synthetic latents (data loading and the text encoder excluded):
 the objective built from the recipe (``ElfObjective.from_config``: prediction, SC-CFG, pad token, every

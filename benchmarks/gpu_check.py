@@ -150,7 +150,7 @@ def kernel_bench(run: Run) -> None:
         rec["results"] = (_json(out) or {}).get("results")
 
 
-ELF_B = ["--recipe", "owt", "--length", "1024", "--batch", "32", "--latent-dim", "512", "--vocab", "32128"]
+ELF_B = ["--recipe", "owt", "--length", "1024", "--batch", "32", "--latent-dim", "512", "--vocab", "32100"]
 
 
 def train_bench(run: Run) -> None:
@@ -224,7 +224,7 @@ SAMPLING_CODE = """
 import json, sys, torch
 sys.path.insert(0, "benchmarks")
 from bench_sampling import bench
-rows = [bench("elf-b", B, 1024, 512, 32128, 32, "sde", 1, torch.device("cuda")) for B in (64, 256)]
+rows = [bench("elf-b", B, 1024, 512, 32100, 32, "sde", 1, torch.device("cuda")) for B in (64, 256)]
 print(json.dumps(rows))
 """
 

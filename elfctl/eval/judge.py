@@ -120,8 +120,9 @@ def load_judge(source: Union[str, Judge], *, dtype: str = "float32", device: str
         return source
     import torch
 
-    if dtype not in ("float32", "bfloat16", "float64"):
-        raise ConfigError(f"judge dtype {dtype!r} is not valid; choose float32, bfloat16 or float64")
+    from elfctl.eval.protocol import check_judge_dtype
+
+    check_judge_dtype(dtype)  # the one list of judge dtypes (eval.judge_dtype is checked against it too)
     from elfctl.data.assets import resolve_asset
 
     target = judge_device(device)  # a bad device fails before any loading

@@ -131,6 +131,9 @@ class DataSource:
                 torch.distributed.barrier()
             self._tokens = build_dataset(cfg, cfg.data.train_split, self.tokenizer, data_dir=cfg.data.data_dir,
                                          log=log)
+            stats = getattr(self._tokens, "stats", None)
+            if stats is not None:  # truncation is never silent: how many examples were cut, and which part
+                log(f"training set: {len(self._tokens)} examples; {stats.summary(cfg.data)}")
             if dist_on and first:
                 torch.distributed.barrier()
         return self._tokens
