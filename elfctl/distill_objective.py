@@ -29,8 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from elfctl.flow import FlowPath, keep_condition, sample_sc_cfg_scale, sample_time
-from elfctl.objective import LossOutput
+from elfctl.flow import FlowPath, keep_condition, sample_time
+from elfctl.objective import LossOutput, draw_branches
 
 TINY_SPAN = 1e-3  # below this span the inversion divides by ~0: the target is the teacher's x̂ instead
 MIN_START_ROOM = 1e-6  # t_s = u·max(1 − h, MIN_START_ROOM): the one-step round starts at t_s ≈ 0
@@ -98,21 +98,14 @@ class DistillObjective:
     def draw(self, x: torch.Tensor) -> DistillDraws:
         """Draw a batch's randomness from torch's global RNGs (seeded per step and shard by the trainer)."""
         c = self.cfg
-        B, L, _ = x.shape
-        dev = x.device
+        B, dev = x.shape[0], x.device
         u = sample_time(B, schedule=c.time_schedule, p_mean=c.p_mean, p_std=c.p_std, device=dev)
         t_s = u * max(1.0 - self.h, MIN_START_ROOM)
         eps = torch.randn_like(x)
         k = self.sub_steps - 1
         sub_u = sample_time(B * k, schedule=self.sub_step_schedule, p_mean=c.p_mean, p_std=c.p_std,
                             device=dev).view(B, k).sort(dim=1).values
-        decode_rows = torch.rand(B) < c.decoder_prob
-        lam = torch.sigmoid(torch.randn(B, L, 1, device=dev) * c.decoder_p_std + c.decoder_p_mean)
-        eps_dec = torch.randn_like(x)
-        sc_rows = torch.rand(B) < c.self_cond_prob
-        sc_cfg = (sample_sc_cfg_scale(B, lo=c.sc_cfg_min, hi=c.sc_cfg_max, device=dev)
-                  if self.use_sc_cfg else None)
-        return DistillDraws(t_s, eps, sub_u, decode_rows, lam, eps_dec, sc_rows, sc_cfg)
+        return DistillDraws(t_s, eps, sub_u, *draw_branches(c, x, self.use_sc_cfg))
 
     def loss_mask(self, attention_mask: torch.Tensor, cond_mask: torch.Tensor) -> torch.Tensor:
         """Positions that carry loss: valid target tokens (pad=pad) or every target position (pad=eos)."""

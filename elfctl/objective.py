@@ -36,6 +36,21 @@ import torch.nn.functional as F
 from elfctl.flow import FlowPath, keep_condition, sample_sc_cfg_scale, sample_time
 
 
+def draw_branches(c, x: torch.Tensor, use_sc_cfg: bool) -> tuple:
+    """The per-row branch draws every ELF-style loss shares, in this order (the RNG stream depends on it):
+    decode rows (CPU), decode λ (B, L, 1), decode noise, self-conditioning rows (CPU), SC-CFG scale or None.
+
+    The two row masks come from the CPU generator: choosing rows never waits for the device."""
+    B, L, _ = x.shape
+    dev = x.device
+    decode_rows = torch.rand(B) < c.decoder_prob
+    lam = torch.sigmoid(torch.randn(B, L, 1, device=dev) * c.decoder_p_std + c.decoder_p_mean)
+    eps_dec = torch.randn_like(x)
+    sc_rows = torch.rand(B) < c.self_cond_prob
+    sc_cfg = sample_sc_cfg_scale(B, lo=c.sc_cfg_min, hi=c.sc_cfg_max, device=dev) if use_sc_cfg else None
+    return decode_rows, lam, eps_dec, sc_rows, sc_cfg
+
+
 @dataclass
 class Draws:
     """Every random quantity of one batch, drawn up front so tests can set them by hand."""
@@ -82,17 +97,9 @@ class ElfObjective:
 
         The two per-row branch masks come from the CPU generator (on a CPU run: the same stream as before)."""
         c = self.cfg
-        B, L, _ = x.shape
-        dev = x.device
-        t = sample_time(B, schedule=c.time_schedule, p_mean=c.p_mean, p_std=c.p_std, device=dev)
+        t = sample_time(x.shape[0], schedule=c.time_schedule, p_mean=c.p_mean, p_std=c.p_std, device=x.device)
         eps = torch.randn_like(x)
-        decode_rows = torch.rand(B) < c.decoder_prob
-        lam = torch.sigmoid(torch.randn(B, L, 1, device=dev) * c.decoder_p_std + c.decoder_p_mean)
-        eps_dec = torch.randn_like(x)
-        sc_rows = torch.rand(B) < c.self_cond_prob
-        sc_cfg = (sample_sc_cfg_scale(B, lo=c.sc_cfg_min, hi=c.sc_cfg_max, device=dev)
-                  if self.use_sc_cfg else None)
-        return Draws(t, eps, decode_rows, lam, eps_dec, sc_rows, sc_cfg)
+        return Draws(t, eps, *draw_branches(c, x, self.use_sc_cfg))
 
     def loss_mask(self, attention_mask: torch.Tensor, cond_mask: torch.Tensor) -> torch.Tensor:
         """Positions that carry loss: valid target tokens (pad=pad) or every target position (pad=eos)."""

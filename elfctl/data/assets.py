@@ -16,7 +16,6 @@ the module-level ``_downloader`` hook, which tests replace. Nothing is installed
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import shutil

@@ -32,31 +32,40 @@ def read_utf8(path: Path) -> str:
         raise ConfigError(f"{path}: not UTF-8 (byte offset {e.start}, line {line})") from None
 
 
+def json_object(path: Path, i: int, line: str) -> dict:
+    """Line ``i`` of a JSONL file as a JSON object; anything else is a one-line ConfigError naming the line."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}:{i}: malformed JSON ({e.msg})") from None
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{path}:{i}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def record_fields(path: Path, i: int, obj: dict, fields: tuple[str, ...]) -> tuple[str, ...]:
+    """The string values of ``fields`` in record ``i``; a missing or non-string field is a one-line ConfigError."""
+    missing = [f for f in fields if f not in obj]
+    if missing:
+        raise ConfigError(f"{path}:{i}: missing field '{missing[0]}' (fields present: {', '.join(obj) or 'none'})")
+    bad = [f for f in fields if not isinstance(obj[f], str)]
+    if bad:
+        raise ConfigError(f"{path}:{i}: field '{bad[0]}' must be a string, got {type(obj[bad[0]]).__name__}")
+    return tuple(obj[f] for f in fields)
+
+
 def json_objects(path: Path, text: str):
     """(line number, object) for each non-blank line of a JSONL text; anything but a JSON object is a ConfigError."""
     # split on \n only: JSON strings may hold U+2028 and friends, which str.splitlines would break on
     for i, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}:{i}: malformed JSON ({e.msg})") from None
-        if not isinstance(obj, dict):
-            raise ConfigError(f"{path}:{i}: expected a JSON object, got {type(obj).__name__}")
-        yield i, obj
+        if line.strip():
+            yield i, json_object(path, i, line)
 
 
 def read_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict]:
     out = []
     for i, obj in json_objects(path, read_utf8(path)):
-        missing = [f for f in fields if f not in obj]
-        if missing:
-            raise ConfigError(f"{path}:{i}: missing field '{missing[0]}' (fields present: {', '.join(obj) or 'none'})")
-        bad = [f for f in fields if not isinstance(obj[f], str)]
-        if bad:
-            raise ConfigError(f"{path}:{i}: field '{bad[0]}' must be a string, got {type(obj[bad[0]]).__name__}")
-        out.append({f: obj[f] for f in fields})
+        out.append(dict(zip(fields, record_fields(path, i, obj, fields))))
     if not out:
         raise ConfigError(f"{path}: no examples (the file is empty)")
     return out

@@ -10,11 +10,11 @@ they are opened memory-mapped.
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Iterator, Optional
 
+from elfctl.data.text_sources import json_object, record_fields
 from elfctl.errors import ConfigError
 
 def _segments(path: Path) -> Iterator[tuple[int, str]]:
@@ -36,21 +36,8 @@ def _segments(path: Path) -> Iterator[tuple[int, str]]:
 
 def _jsonl_records(path: Path, fields: tuple[str, ...]) -> Iterator[tuple]:
     for i, line in _segments(path):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}:{i}: malformed JSON ({e.msg})") from None
-        if not isinstance(obj, dict):
-            raise ConfigError(f"{path}:{i}: expected a JSON object, got {type(obj).__name__}")
-        missing = [f for f in fields if f not in obj]
-        if missing:
-            raise ConfigError(f"{path}:{i}: missing field '{missing[0]}' (fields present: {', '.join(obj) or 'none'})")
-        bad = [f for f in fields if not isinstance(obj[f], str)]
-        if bad:
-            raise ConfigError(f"{path}:{i}: field '{bad[0]}' must be a string, got {type(obj[bad[0]]).__name__}")
-        yield tuple(obj[f] for f in fields)
+        if line.strip():  # the same per-record rules and messages as the in-memory reader
+            yield record_fields(path, i, json_object(path, i, line), fields)
 
 
 def _has_paragraphs(path: Path) -> bool:

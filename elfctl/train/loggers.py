@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
-from typing import Optional
 
 from elfctl.errors import ConfigError
 

@@ -95,7 +95,6 @@ class DataSource:
     """Tokenizer, encoder and the map-style training set (tokenized text, or a latent cache)."""
 
     def __init__(self, cfg: Config, run_dir: Path, device: torch.device, log: Callable[[str], None] = print):
-        from elfctl.data.dataset import build_dataset
         from elfctl.data.encoders import build_encoder
         from elfctl.data.tokenize import load_tokenizer
 
@@ -123,6 +122,7 @@ class DataSource:
     def _tokenized(self, cfg: Config, log: Callable[[str], None]):
         """The memory-mapped tokenized training set; rank 0 builds the on-disk cache while the others wait."""
         from elfctl.data.dataset import build_dataset
+
 
         if self._tokens is None:
             dist_on = torch.distributed.is_available() and torch.distributed.is_initialized()
