@@ -164,3 +164,16 @@ def tiny_recipe(tmp_path, tiny_encoder_dir, tiny_corpus):
         return str(p)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def judge_dir(tmp_path_factory):
+    """A 1-layer, 16-wide GPT-2 judge over the word-level test tokenizer (loads like a hub checkpoint)."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    d = tmp_path_factory.mktemp("tiny_judge")
+    tok = make_tokenizer_dir(d)
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=16, n_layer=1, n_head=2, n_positions=64)).save_pretrained(d)
+    return d

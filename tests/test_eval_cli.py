@@ -149,17 +149,6 @@ def test_default_result_paths_of_same_named_files_do_not_collide(tmp_path):
 
 # --------------------------------------------------------------------------- items 10, 11: only what was asked
 
-@pytest.fixture(scope="module")
-def judge_dir(tmp_path_factory):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    d = tmp_path_factory.mktemp("tiny_judge")
-    tok = make_tokenizer_dir(d)
-    torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=16, n_layer=1, n_head=2, n_positions=64)).save_pretrained(d)
-    return d
-
-
 def test_metric_all_on_an_unconditional_run_skips_bleu_rouge_with_a_note(tmp_path, judge_dir, capsys):
     s = write_samples(tmp_path / "s.jsonl")
     out = tmp_path / "all.json"

@@ -5,12 +5,10 @@ import os
 import time
 
 import pytest
-import torch
 
 from elfctl.cli import main
 from elfctl.eval.inputs import newest_samples, read_samples
 
-from conftest import make_tokenizer_dir
 
 
 def write_jsonl(path, texts, refs=None, run_dir="nowhere", **header):
@@ -96,17 +94,6 @@ def test_bleu_rouge_diversity_from_the_cli(tmp_path, capsys):
     # no judge was involved: no Gen PPL protocol line, no judge label, no Gen PPL row
     assert "protocol" not in res and "judge_label" not in res and res["rows"] == {}
     assert "protocol elf" not in printed and "judge" not in printed and "Gen PPL" not in printed
-
-
-@pytest.fixture(scope="module")
-def judge_dir(tmp_path_factory):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    d = tmp_path_factory.mktemp("tiny_judge")
-    tok = make_tokenizer_dir(d)
-    torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=16, n_layer=1, n_head=2, n_positions=64)).save_pretrained(d)
-    return d
 
 
 def test_genppl_from_the_cli_single_file_and_seeds(tmp_path, judge_dir, capsys):

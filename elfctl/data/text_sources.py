@@ -147,6 +147,20 @@ def _split_file(folder: Path, name: str) -> Optional[Path]:
     return None
 
 
+def dir_split_file(path: Path, split: str, data_cfg) -> tuple[Path, Optional[str]]:
+    """The file of a directory dataset that holds ``split``, and ``"validation"`` when the split has to be held
+    out of the train file (the directory has no validation file), else None."""
+    f = _split_file(path, split)
+    if f is None and split in (data_cfg.eval_split, data_cfg.train_split):
+        f = _split_file(path, "validation" if split == data_cfg.eval_split else "train")
+    if f is not None:
+        return f, None
+    train = _split_file(path, "train")
+    if train is not None and split in (data_cfg.eval_split, "validation"):
+        return train, "validation"
+    raise ConfigError(f"data.dataset: {path} has no {split}.jsonl / {split}.txt")
+
+
 def load_records(data_cfg, split: str, data_dir: Optional[str] = None, limit: Optional[int] = None) -> list[dict]:
     """Examples of one split as dicts with 'text' (unconditional) or 'input'/'output' (conditional).
 
@@ -161,15 +175,9 @@ def load_records(data_cfg, split: str, data_dir: Optional[str] = None, limit: Op
         return read_jsonl(files[which], ("input", "output") if data_cfg.task == "conditional" else ("text",))
     path = Path(source).expanduser()
     if path.is_dir():
-        f = _split_file(path, split)
-        if f is None and split in (data_cfg.eval_split, data_cfg.train_split):
-            f = _split_file(path, "validation" if split == data_cfg.eval_split else "train")
-        if f is not None:
-            return _read_file(f, data_cfg)
-        train = _split_file(path, "train")
-        if train is not None and split in (data_cfg.eval_split, "validation"):
-            return _split_list(_read_file(train, data_cfg), "validation", data_cfg)  # held out of train
-        raise ConfigError(f"data.dataset: {path} has no {split}.jsonl / {split}.txt")
+        f, held_out = dir_split_file(path, split, data_cfg)
+        records = _read_file(f, data_cfg)
+        return _split_list(records, held_out, data_cfg) if held_out else records
     if path.is_file():
         return _split_list(_read_file(path, data_cfg), split, data_cfg)
     if not is_hub_id(source) or _looks_local(source):

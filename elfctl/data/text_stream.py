@@ -104,7 +104,7 @@ def local_source(data_cfg, split: str, data_dir: Optional[str]) -> tuple[Path, O
     """(file, part) for a local or built-in source: part is None (the whole file, in order) or 'train' /
     'validation' (a held-out split of one file), following ``text_sources.load_records``."""
     from elfctl.data.builtin import builtin_split_files
-    from elfctl.data.text_sources import _split_file, _which
+    from elfctl.data.text_sources import _which, dir_split_file
 
     source = data_cfg.dataset
     if source.startswith("builtin:"):
@@ -113,15 +113,7 @@ def local_source(data_cfg, split: str, data_dir: Optional[str]) -> tuple[Path, O
         return files[_which(split, data_cfg)], None
     path = Path(source).expanduser()
     if path.is_dir():
-        f = _split_file(path, split)
-        if f is None and split in (data_cfg.eval_split, data_cfg.train_split):
-            f = _split_file(path, "validation" if split == data_cfg.eval_split else "train")
-        if f is not None:
-            return f, None
-        train = _split_file(path, "train")
-        if train is not None and split in (data_cfg.eval_split, "validation"):
-            return train, "validation"
-        raise ConfigError(f"data.dataset: {path} has no {split}.jsonl / {split}.txt")
+        return dir_split_file(path, split, data_cfg)
     if path.is_file():
         return path, _which(split, data_cfg)
     raise ConfigError(f"data.dataset: file or directory not found: {source}")
