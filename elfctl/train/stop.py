@@ -47,7 +47,7 @@ class GracefulStop:
 
     def requested(self, distributed: bool = False, device=None) -> bool:
         """Whether a stop was asked for; under torchrun on any rank (every rank must stop at the same step, so
-        this costs one tiny all-reduce per step there)."""
+        this costs one tiny all-reduce and a host sync: the trainer asks only on log and save steps there)."""
         if distributed:
             import torch
             import torch.distributed as dist

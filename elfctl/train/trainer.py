@@ -377,7 +377,10 @@ class Trainer:
                         progress.update(step, last_metrics, self._log)
                 if is_save:
                     last_ckpt = self._save(step, s.model, s.ema, s.opt, s.data)
-                if self._stop.requested(info.enabled, device) and step < s.total:  # SIGTERM/Ctrl-C
+                # SIGTERM/Ctrl-C. Under torchrun the ranks agree through an all-reduce, a host sync: only on log and
+                # save steps, which sync anyway (a stop waits at most train.log_every steps there)
+                check_stop = not info.enabled or is_log or is_save
+                if check_stop and self._stop.requested(info.enabled, device) and step < s.total:
                     if not is_save:
                         last_ckpt = self._save(step, s.model, s.ema, s.opt, s.data)
                     raise self._stop.stopped(step, last_ckpt)
