@@ -149,11 +149,16 @@ def test_default_result_paths_of_same_named_files_do_not_collide(tmp_path):
 
 # --------------------------------------------------------------------------- items 10, 11: only what was asked
 
+def judged_eval(metric, samples, judge, out):
+    """`elfctl eval --metric METRIC` of one samples file under a given judge, no bootstrap; must exit 0."""
+    assert main(["eval", "--metric", metric, "--samples", str(samples), "--judge", str(judge), "--bootstrap", "0",
+                 "--out", str(out)]) == 0
+
+
 def test_metric_all_on_an_unconditional_run_skips_bleu_rouge_with_a_note(tmp_path, judge_dir, capsys):
     s = write_samples(tmp_path / "s.jsonl")
     out = tmp_path / "all.json"
-    assert main(["eval", "--metric", "all", "--samples", str(s), "--judge", str(judge_dir), "--bootstrap", "0",
-                 "--out", str(out)]) == 0
+    judged_eval("all", s, judge_dir, out)
     res = json.loads(out.read_text())
     assert "bleu" not in res and "rouge" not in res
     assert res["rows"]["model"]["genppl"] > 1 and "diversity" in res
@@ -164,23 +169,20 @@ def test_metric_all_on_an_unconditional_run_skips_bleu_rouge_with_a_note(tmp_pat
     assert "no 'reference' fields" in one_error_line(capsys)
     # with references, `all` scores them
     r = write_samples(tmp_path / "r.jsonl", refs=TEXTS)
-    assert main(["eval", "--metric", "all", "--samples", str(r), "--judge", str(judge_dir), "--bootstrap", "0",
-                 "--out", str(out)]) == 0
+    judged_eval("all", r, judge_dir, out)
     assert json.loads(out.read_text())["bleu"] == pytest.approx(100.0)
 
 
 def test_metric_entropy_needs_the_judge_tokenizer_only_and_prints_no_gen_ppl(tmp_path, judge_dir, capsys):
     s = write_samples(tmp_path / "s.jsonl")
     full = tmp_path / "full.json"
-    assert main(["eval", "--metric", "genppl", "--samples", str(s), "--judge", str(judge_dir), "--bootstrap", "0",
-                 "--out", str(full)]) == 0
+    judged_eval("genppl", s, judge_dir, full)
     want = json.loads(full.read_text())
     capsys.readouterr()
     tok_only = tmp_path / "tokenizer_only"      # no config, no weights: loading the model would fail
     make_tokenizer_dir(tok_only)
     out = tmp_path / "ent.json"
-    assert main(["eval", "--metric", "entropy", "--samples", str(s), "--judge", str(tok_only), "--bootstrap", "0",
-                 "--out", str(out)]) == 0
+    judged_eval("entropy", s, tok_only, out)
     res = json.loads(out.read_text())
     row = res["rows"]["model"]
     assert "genppl" not in row and row["entropy"] == pytest.approx(want["rows"]["model"]["entropy"], abs=1e-12)
