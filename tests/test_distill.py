@@ -321,3 +321,47 @@ def test_sigkill_mid_round_then_the_same_command_resumes_exactly(teacher_run, tm
 if __name__ == "__main__":
     teacher_dir, run_dir, *over = sys.argv[1:]
     run_distillation(distill_cfg(teacher_dir, run_dir, *over), data_source=SyntheticData)
+
+
+# --------------------------------------------------------------------------- the round's loss trend
+
+def _round_with_l2(tmp_path, values):
+    from elfctl.train.distill import Round
+
+    rnd = Round(1, 8, 2, tmp_path / "round1-8step")
+    rnd.run_dir.mkdir()
+    rows = [{"step": 10 * (i + 1), "loss": 1.0, "l2": v, "ce": 5.0} for i, v in enumerate(values)]
+    rows.insert(2, {"step": 25, "event": "resume"})  # rows without l2 are skipped
+    (rnd.run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return rnd
+
+
+def _empty_round(tmp_path):
+    from elfctl.train.distill import Round
+
+    (tmp_path / "empty").mkdir()
+    return Round(1, 8, 2, tmp_path / "empty")
+
+
+def test_round_loss_trend_averages_the_first_and_last_quarter(tmp_path):
+    from elfctl.train.distill import round_loss_trend
+
+    rnd = _round_with_l2(tmp_path, [0.001, 0.003, 0.010, 0.011, 0.020, 0.030, 0.025, 0.027])
+    start, end = round_loss_trend(rnd.run_dir)  # quarters of 8 logged steps: the first two, the last two
+    assert start == pytest.approx(0.002) and end == pytest.approx(0.026)
+    few = tmp_path / "few"
+    few.mkdir()
+    assert round_loss_trend(_round_with_l2(few, [0.1, 0.2, 0.3]).run_dir) is None  # too few logged steps
+
+
+def test_each_round_reports_where_its_distillation_loss_started_and_ended(tmp_path):
+    from elfctl.train.distill import report_round_trend
+
+    lines = []
+    report_round_trend(_round_with_l2(tmp_path, [0.0016, 0.0039, 0.0052, 0.0069, 0.0069, 0.0095, 0.0099, 0.0101]),
+                       lines.append)
+    assert lines == ["round 1 (8-step student, 2 teacher sub-steps): distillation loss (x-space L2) 0.00275 over "
+                     "the first quarter of the round, 0.01 over the last"]
+    lines.clear()
+    report_round_trend(_empty_round(tmp_path), lines.append)
+    assert lines == []  # nothing logged yet (a round that stopped before its first log step): no line

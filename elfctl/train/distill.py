@@ -144,6 +144,33 @@ def _check_round_meta(rnd: Round, meta: dict) -> None:
                               f"{meta.get(key)!r}; restore that or use another train.run_dir")
 
 
+def round_loss_trend(run_dir: Path) -> Optional[tuple[float, float]]:
+    """(start, end) of a round's distillation loss: the mean x-space L2 of the first and last quarter of its
+    logged steps (None with fewer than 4 logged steps)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    l2 = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line) if line.strip() else {}
+        if isinstance(row.get("l2"), (int, float)):
+            l2.append(float(row["l2"]))
+    if len(l2) < 4:
+        return None
+    q = len(l2) // 4
+    return sum(l2[:q]) / q, sum(l2[-q:]) / q
+
+
+def report_round_trend(rnd: Round, log: Callable[[str], None]) -> None:
+    """One line on how the round's distillation loss moved. It is printed, not judged: round 1 starts at the
+    teacher itself, where the loss is already near its floor, so any update raises it a little (docs/RESULTS.md,
+    "Progressive distillation", has curves of good and bad rounds)."""
+    trend = round_loss_trend(rnd.run_dir)
+    if trend is not None:
+        log(f"{rnd.name}: distillation loss (x-space L2) {trend[0]:.4g} over the first quarter of the round, "
+            f"{trend[1]:.4g} over the last")
+
+
 def _shared_data_source(cfg: Config, log: Callable[[str], None]):
     """One data source for every round (built on first use). A frozen encoder's latent cache of the teacher's run
     is reused when it matches the recipe; otherwise ``data.precompute_latents`` encodes once into
@@ -239,4 +266,6 @@ def run_distillation(cfg: Config, *, only_round: Optional[int] = None, log: Call
                                     sub_step_schedule=c.distill.sub_step_schedule, teacher_bf16=c.train.bf16)
 
         Trainer(rcfg, log=log, data_source=build_data, objective=objective, init_weights=init_state).run()
+        if int(os.environ.get("RANK", "0")) == 0:
+            report_round_trend(rnd, log)
     return [r.run_dir for r in rounds]
