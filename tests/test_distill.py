@@ -165,6 +165,9 @@ def test_distillation_recipes_validate_and_owt_pd_keeps_the_released_curriculum(
     quick = load_config("quickstart-pd")
     assert quick.distill.teacher == "runs/quickstart" and quick.distill.rounds[-1] == 1
     assert quick.model == load_config("quickstart").model  # the student is the teacher's network
+    base = load_config("quickstart")
+    # Rounds train at the teacher's own batch and lr (a smaller batch at the same lr collapsed the student).
+    assert (quick.train.batch_size, quick.optim.lr) == (base.train.batch_size, base.optim.lr)
 
 
 # --------------------------------------------------------------------------- frozen teacher, masking
