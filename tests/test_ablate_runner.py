@@ -109,3 +109,15 @@ def test_a_run_saved_without_a_key_of_today_is_not_a_match(tmp_path, tiny_recipe
     saved.write_text("".join(line + "\n" for line in text.splitlines() if "bottleneck_dim" not in line))
     assert load_resolved(saved).model.bottleneck_dim == cfg.model.bottleneck_dim
     assert finished_run(run, cfg) is None
+
+
+def test_the_summary_table_shows_each_score_with_its_interval():
+    from elfctl.commands.ablate import with_interval
+    from elfctl.eval.report import headline
+
+    results = {"judge": "j", "rows": {"model": {"genppl": 418.833, "genppl_ci95": [388.71, 452.94],
+                                                "entropy": 2.5391, "entropy_ci95": [2.5126, 2.5654]}}}
+    row = headline(results)
+    assert with_interval(row["genppl"], row["genppl_ci95"], 1) == "418.8 [388.7, 452.9]"
+    assert with_interval(row["entropy"], row["entropy_ci95"], 3) == "2.539 [2.513, 2.565]"
+    assert with_interval(7.0, None, 1) == "7.0" and with_interval(None, None, 1) == "-"  # no bootstrap, no score

@@ -10,6 +10,14 @@ import typer
 from elfctl.ablate.spec import builtin_specs
 
 
+def with_interval(value, ci, digits: int) -> str:
+    """``418.8 [388.7, 452.9]``: a score with its bootstrap interval, so a table answers "do these overlap?"."""
+    if value is None:
+        return "-"
+    text = f"{value:.{digits}f}"
+    return text + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else "")
+
+
 def ablate(
     name: Optional[str] = typer.Argument(None, help=f"Built-in ablation ({', '.join(builtin_specs())}) or a path "
                                                     "to your own ablation YAML (elfctl ablate --list shows the "
@@ -51,14 +59,14 @@ def ablate(
                            log=lambda s: console.print(s, markup=False, highlight=False))
     judge = next((r.get("judge") for r in summary["rows"] if r.get("judge")), "?")
     table = Table(title=f"{spec.name} ({scale}) — {spec.description}")
-    cols = ["variant", "train loss", "Gen PPL", "entropy"]
+    cols = ["variant", "train loss", "Gen PPL [95% CI]", "entropy [95% CI]"]
     extra = [k for k in ("rouge1", "rouge2", "rougeL", "bleu") if any(k in r for r in summary["rows"])]
     for col in cols + extra:
         table.add_column(col)
     for r in summary["rows"]:
         fmt = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
-        table.add_row(r["variant"], fmt(r.get("train_loss")), fmt(r.get("genppl")), fmt(r.get("entropy")),
-                      *[fmt(r.get(k)) for k in extra])
+        table.add_row(r["variant"], fmt(r.get("train_loss")), with_interval(r.get("genppl"), r.get("genppl_ci95"), 1),
+                      with_interval(r.get("entropy"), r.get("entropy_ci95"), 3), *[fmt(r.get(k)) for k in extra])
     console.print(table)
     reused = sorted({r["reused_run"] for r in summary["rows"] if r.get("reused_run")})
     if reused:

@@ -319,7 +319,8 @@ def score_samples(samples, metrics: Union[str, Sequence[str]] = ("genppl", "entr
 def headline(results: dict) -> dict:
     """The few numbers a summary table shows (used by ``elfctl ablate``)."""
     row = results.get("rows", {}).get("model", {})
-    out = {"genppl": row.get("genppl"), "entropy": row.get("entropy"), "judge": results.get("judge"),
+    out = {"genppl": row.get("genppl"), "genppl_ci95": row.get("genppl_ci95"), "entropy": row.get("entropy"),
+           "entropy_ci95": row.get("entropy_ci95"), "judge": results.get("judge"),
            "protocol_hash": results.get("protocol_hash")}
     if "rouge" in results:
         out.update(results["rouge"])
