@@ -40,3 +40,12 @@ def test_tensorboard_logs_the_same_numbers_as_metrics_jsonl(tiny_recipe, tmp_pat
     got = {e.step: e.value for e in acc.Scalars("train/loss")}
     assert sorted(got) == [r["step"] for r in rows] == [1, 2, 3]
     assert all(got[r["step"]] == pytest.approx(r["loss"], rel=1e-6) for r in rows)
+
+
+def test_read_metrics_stops_at_a_torn_last_line_and_skips_blank_ones(tmp_path):
+    from elfctl.train.loggers import read_metrics
+
+    assert read_metrics(tmp_path) == []  # no file yet
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 2.5}\n\n{"step": 2, "loss": 2.25}\n{"step": 3, "lo',
+                                            encoding="utf-8")
+    assert read_metrics(tmp_path) == [{"step": 1, "loss": 2.5}, {"step": 2, "loss": 2.25}]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from elfctl.train.loggers import read_metrics
+
 
 def _plt():
     import matplotlib
@@ -57,9 +59,8 @@ def write_plots(summary: dict, root: Path) -> list[Path]:
 
     curves = []
     for run_dir in dict.fromkeys(r["run_dir"] for r in summary["rows"]):  # unique, in order
-        path = Path(run_dir) / "metrics.jsonl"
-        if path.is_file():
-            ms = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+        if (Path(run_dir) / "metrics.jsonl").is_file():
+            ms = read_metrics(Path(run_dir))
             curves.append((Path(run_dir).name, [m for m in ms if "loss" in m and "step" in m]))
     if curves:
         fig, ax = plt.subplots(figsize=(5, 3.5))

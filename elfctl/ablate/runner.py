@@ -27,6 +27,7 @@ from elfctl.ablate.spec import AblationSpec, Variant, sample_settings
 from elfctl.atomic import atomic_write_json
 from elfctl.config import Config, load_config
 from elfctl.errors import ConfigError, ElfError, ElfRuntimeError
+from elfctl.train.loggers import read_metrics
 
 Log = Callable[[str], None]
 
@@ -194,16 +195,7 @@ def run_step(job: Job, v: VariantState, name: str, fn: Callable[[Job, VariantSta
 # --------------------------------------------------------------------------- the table
 
 def final_train_loss(run_dir: Path) -> Optional[float]:
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return None
-    lines = []
-    for x in path.read_text(encoding="utf-8").splitlines():
-        try:
-            lines.append(json.loads(x))
-        except json.JSONDecodeError:
-            break  # a torn last line
-    tail = [m["loss"] for m in lines[-5:] if "loss" in m]
+    tail = [m["loss"] for m in read_metrics(run_dir)[-5:] if "loss" in m]
     return sum(tail) / len(tail) if tail else None
 
 

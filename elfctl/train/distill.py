@@ -29,6 +29,7 @@ from elfctl.config import Config, config_from_dict
 from elfctl.errors import ConfigError
 from elfctl.train import checkpoint as ckpt
 from elfctl.train.distributed import init_distributed
+from elfctl.train.loggers import read_metrics
 
 ROUND_META = "distill_round.json"
 # Model keys that do not change the weights: a teacher trained with other values is still the same network.
@@ -147,14 +148,7 @@ def _check_round_meta(rnd: Round, meta: dict) -> None:
 def round_loss_trend(run_dir: Path) -> Optional[tuple[float, float]]:
     """(start, end) of a round's distillation loss: the mean x-space L2 of the first and last quarter of its
     logged steps (None with fewer than 4 logged steps)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return None
-    l2 = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line) if line.strip() else {}
-        if isinstance(row.get("l2"), (int, float)):
-            l2.append(float(row["l2"]))
+    l2 = [float(m["l2"]) for m in read_metrics(run_dir) if isinstance(m.get("l2"), (int, float))]
     if len(l2) < 4:
         return None
     q = len(l2) // 4

@@ -46,6 +46,21 @@ def check_available(names: list[str]) -> None:
                               f"pip install 'elfctl[{n}]' or remove {n} from train.loggers")
 
 
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The rows of ``<run_dir>/metrics.jsonl`` (none if there is no file), up to a torn last line from a kill."""
+    path = Path(run_dir) / "metrics.jsonl"
+    rows = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+    return rows
+
+
 class JsonlLogger:
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / "metrics.jsonl"

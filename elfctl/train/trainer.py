@@ -34,7 +34,7 @@ from elfctl.train.distributed import DistInfo, all_reduce_mean, init_distributed
 from elfctl.train.length import TrainLength, resolve_length
 from elfctl.train.optim import EMA, Optimizers, peak_lr
 from elfctl.data.loader import device_batches, training_loader
-from elfctl.train.loggers import Loggers, check_available, parse_loggers
+from elfctl.train.loggers import Loggers, check_available, parse_loggers, read_metrics
 from elfctl.train.order import BatchOrder, shard_seed
 from elfctl.train.stop import GracefulStop
 
@@ -253,14 +253,8 @@ class Trainer:
         path = self.run_dir / "metrics.jsonl"
         if not self.info.is_main or not path.is_file():
             return
-        keep = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                if json.loads(line).get("step", 0) <= step:
-                    keep.append(line)
-            except json.JSONDecodeError:
-                break  # a torn last line from a kill
-        atomic_write_text(path, "".join(line + "\n" for line in keep))
+        keep = [m for m in read_metrics(self.run_dir) if m.get("step", 0) <= step]  # stops at a torn last line
+        atomic_write_text(path, "".join(json.dumps(m) + "\n" for m in keep))
 
     # ------------------------------------------------------------------ main
     def run(self) -> TrainResult:
