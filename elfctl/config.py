@@ -246,10 +246,11 @@ class DistillConfig:
                            "(strictly decreasing; each must divide distill.teacher_steps).")
     teacher_steps: int = _f(64, "Teacher Euler steps over [0, 1]: K = teacher_steps / N sub-steps per student step.",
                             lo=1)
-    round_steps: Optional[int] = _f(None, "Optimizer steps per round (give this or round_epochs; neither: 1 epoch).",
-                                    lo=1)
-    round_epochs: Optional[float] = _f(None, "Epochs of the training set per round (the authors: 1).", lo=0.0,
-                                       lo_open=True)
+    # Either key takes one value for every round or a list with one per round (e.g. a longer last round).
+    round_steps: Optional[list[int] | int] = _f(None, "Optimizer steps per round, or a list of one per round "
+                                                "(give this or round_epochs; neither: 1 epoch).")
+    round_epochs: Optional[list[float] | float] = _f(None, "Epochs of the training set per round, or a list of one "
+                                                     "per round (the authors: 1).")
     warmup_fraction: float = _f(0.1, "Linear warm-up over this fraction of each round, then constant.", lo=0.0,
                                 hi=1.0)
     sub_step_schedule: str = _f("logit_normal", "Interior teacher sub-step times inside [t_s, t_s + 1/N]: sorted "
@@ -426,6 +427,30 @@ def _cross_checks(cfg: Config) -> None:
     _check_distill(cfg.distill)
 
 
+def _per_round(path: str, value: Any, rounds: list[int], *, integer: bool) -> Any:
+    """A round length: one positive number for every round, or a list of them with one per round."""
+    if value is None:
+        return None
+    kind, example = ("step counts >= 1", "[80, 320]") if integer else ("epochs > 0", "[0.5, 2]")
+    items = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and len(value) != len(rounds):
+        raise ConfigError(f"{path}: {_short(value)} has {len(value)} entries but distill.rounds {rounds} has "
+                          f"{len(rounds)}; give one number for every round or one per round")
+    out = []
+    for v in items:
+        if integer:
+            v = _coerce(path, v, int)
+            ok = v >= 1
+        else:
+            v = _coerce(path, v, float)
+            ok = math.isfinite(v) and v > 0
+        if not ok:
+            raise ConfigError(f"{path}: {_short(value)} is out of range; must be {kind}, one number or a list "
+                              f"with one per round (e.g. {example})")
+        out.append(v)
+    return out if isinstance(value, list) else out[0]
+
+
 def _check_distill(d: DistillConfig) -> None:
     """The list/dict keys of ``distill`` (the generic checks only cover scalars)."""
     rounds = d.rounds
@@ -440,6 +465,8 @@ def _check_distill(d: DistillConfig) -> None:
                           f"use divisors of it")
     if d.round_steps is not None and d.round_epochs is not None:
         raise ConfigError("distill.round_steps and distill.round_epochs: give one of them, not both")
+    d.round_steps = _per_round("distill.round_steps", d.round_steps, rounds, integer=True)
+    d.round_epochs = _per_round("distill.round_epochs", d.round_epochs, rounds, integer=False)
     if not isinstance(d.samplers, dict):
         raise ConfigError(f"distill.samplers: must map step counts to sample settings, got {d.samplers!r}")
     allowed = [f.name for f in dataclasses.fields(SampleConfig) if f.name != "steps"]

@@ -25,7 +25,7 @@ from elfctl.errors import ConfigError  # noqa: E402
 from elfctl.flow import FlowPath  # noqa: E402
 from elfctl.model import ELF  # noqa: E402
 from elfctl.train import checkpoint as ckpt  # noqa: E402
-from elfctl.train.distill import plan_rounds, round_config, run_distillation  # noqa: E402
+from elfctl.train.distill import plan_rounds, round_config, round_lengths, run_distillation  # noqa: E402
 from elfctl.train.trainer import Trainer  # noqa: E402
 
 NET = ["data.max_length=6", "model.depth=1", "model.hidden_size=16", "model.num_heads=2", "train.batch_size=4",
@@ -133,6 +133,12 @@ def test_round_schedule_of_the_released_curriculum(tmp_path):
     (["distill.teacher_steps=128", "distill.rounds=[64]"], "no settings for 64-step"),
     (["distill.samplers={1: {gama: 1.0}}", "distill.rounds=[1]"], "did you mean 'gamma'"),
     (["distill.round_steps=5", "distill.round_epochs=1"], "not both"),
+    (["distill.rounds=[2,1]", "distill.round_steps=[80,80,320]"], "has 3 entries but distill.rounds"),
+    (["distill.rounds=[2,1]", "distill.round_steps=[80,0]"], "must be step counts >= 1"),
+    (["distill.round_steps=0"], "must be step counts >= 1"),
+    (["distill.round_steps=[80,true]", "distill.rounds=[2,1]"], "must be an integer"),
+    (["distill.round_epochs=[1,-1]", "distill.rounds=[2,1]"], "must be epochs > 0"),
+    (["distill.round_epochs=[1,.nan]", "distill.rounds=[2,1]"], "must be epochs > 0"),
 ])
 def test_bad_distill_settings_fail_with_the_key(over, words):
     with pytest.raises(ConfigError, match=words):
@@ -152,6 +158,17 @@ def test_sub_step_grid_spans_the_student_step():
     assert bool((times.diff(dim=1) >= 0).all()) and float(times.max()) <= 1.0 + 1e-6
     one = DistillObjective(ObjectiveConfig(), tiny_net(), student_steps=1, teacher_steps=64)
     assert float(one.draw(torch.zeros(50, 2, 8)).t_s.max()) <= 1e-6  # the one-step student starts at t ≈ 0
+
+
+def test_round_lengths_are_one_number_for_every_round_or_one_per_round():
+    def cfg(*over):
+        return load_config(None, ["distill.rounds=[4,2,1]", "train.batch_size=10", *over])
+    assert round_lengths(cfg("distill.round_steps=7")) == [7, 7, 7]
+    assert round_lengths(cfg("distill.round_steps=[5,6,40]")) == [5, 6, 40]
+    assert round_lengths(cfg(), num_examples=95) == [10, 10, 10]  # neither key: one epoch, rounded up
+    assert round_lengths(cfg("distill.round_epochs=[0.5,1,2]"), num_examples=100) == [5, 10, 20]
+    with pytest.raises(ValueError, match="training set"):
+        round_lengths(cfg())
 
 
 def test_distillation_recipes_validate_and_owt_pd_keeps_the_released_curriculum():
@@ -277,6 +294,22 @@ def test_rounds_hand_over_ema_weights_with_fresh_optimiser_schedule_and_ema(teac
     logs = []
     run_distillation(distill_cfg(teacher_run, run), only_round=2, data_source=SyntheticData, log=logs.append)
     assert any("done at step 3" in s for s in logs)
+
+
+def test_rounds_of_different_lengths_each_run_their_own(teacher_run, tmp_path):
+    run = tmp_path / "pd"
+    cfg = distill_cfg(teacher_run, run, "distill.round_steps=[2,1,3]")
+    run_distillation(cfg, only_round=1, data_source=SyntheticData, **QUIET)
+    # round 2 is allowed: round 1 is finished at ITS length (2), though round 2's is 1 and round 3's is 3
+    run_distillation(cfg, only_round=2, data_source=SyntheticData, **QUIET)
+    with pytest.raises(ConfigError, match="round 2 .* is not finished"):  # round 2 ran 1 step; it needs 4 now
+        run_distillation(distill_cfg(teacher_run, run, "distill.round_steps=[2,4,3]"), only_round=3,
+                         data_source=SyntheticData, **QUIET)
+    run_distillation(cfg, data_source=SyntheticData, **QUIET)
+    steps = {r: int(ckpt.read_meta(ckpt.latest_checkpoint(run / r))["step"])
+             for r in ("round1-4step", "round2-2step", "round3-1step")}
+    assert steps == {"round1-4step": 2, "round2-2step": 1, "round3-1step": 3}
+    assert load_resolved(run / "round3-1step" / "config.yaml").train.steps == 3
 
 
 def test_a_round_needs_the_one_before_it(teacher_run, tmp_path):

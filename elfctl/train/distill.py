@@ -55,13 +55,19 @@ def plan_rounds(cfg: Config) -> list[Round]:
     return [Round(i + 1, n, d.teacher_steps // n, root / f"round{i + 1}-{n}step") for i, n in enumerate(d.rounds)]
 
 
-def steps_per_round(cfg: Config, num_examples: int) -> int:
-    """distill.round_steps, or distill.round_epochs (default 1) of the training set at train.batch_size."""
+def round_lengths(cfg: Config, num_examples: Optional[int] = None) -> list[int]:
+    """Optimizer steps of each round, in order: distill.round_steps, or distill.round_epochs (default 1) of the
+    training set at train.batch_size; either is one value for every round or a list of one per round.
+    ``num_examples`` is needed only for epoch-based lengths."""
     d = cfg.distill
+    n = len(d.rounds)
     if d.round_steps is not None:
-        return d.round_steps
+        return list(d.round_steps) if isinstance(d.round_steps, list) else [d.round_steps] * n
+    if num_examples is None:
+        raise ValueError("round_lengths: epoch-based round lengths need the training set's size")
     epochs = d.round_epochs if d.round_epochs is not None else 1.0
-    return max(1, math.ceil(epochs * num_examples / cfg.train.batch_size))
+    per_round = list(epochs) if isinstance(epochs, list) else [epochs] * n
+    return [max(1, math.ceil(e * num_examples / cfg.train.batch_size)) for e in per_round]
 
 
 def round_config(cfg: Config, rnd: Round, steps: int) -> Config:
@@ -221,12 +227,14 @@ def run_distillation(cfg: Config, *, only_round: Optional[int] = None, log: Call
         cfg = config_from_dict({**cfg.to_dict(), "data": {**cfg.to_dict()["data"], "latent_cache": cache}})
         log(f"latents: reusing the teacher's cache {cache}")
     build_data = data_source or _shared_data_source(cfg, log)
-    steps = cfg.distill.round_steps
-    if steps is None:  # an epoch-based length needs the training set's size
+    if cfg.distill.round_steps is not None:
+        lengths = round_lengths(cfg)
+    else:  # an epoch-based length needs the training set's size
         _, device = init_distributed(cfg.train.device)
-        steps = steps_per_round(cfg, len(build_data(cfg, cfg.resolved_run_dir(), device).dataset))
+        lengths = round_lengths(cfg, len(build_data(cfg, cfg.resolved_run_dir(), device).dataset))
     todo = rounds if only_round is None else [rounds[only_round - 1]]
     for rnd in todo:
+        steps = lengths[rnd.index - 1]
         done = _round_done(rnd, steps)
         if done is not None:
             log(f"{rnd.name}: done at step {done} ({rnd.run_dir})")
@@ -236,7 +244,7 @@ def run_distillation(cfg: Config, *, only_round: Optional[int] = None, log: Call
             init_state = lambda: {k: v.detach().cpu().clone() for k, v in teacher.model.state_dict().items()}  # noqa: E731
         else:
             prev = rounds[rnd.index - 2]
-            if _round_done(prev, steps) is None:
+            if _round_done(prev, lengths[prev.index - 1]) is None:
                 raise ConfigError(f"--round {rnd.index}: round {prev.index} ({prev.run_dir}) is not finished; run "
                                   f"it first (without --round, every round runs in order)")
             prev_ckpt = ckpt.latest_checkpoint(prev.run_dir)
