@@ -183,8 +183,11 @@ def test_distillation_recipes_validate_and_owt_pd_keeps_the_released_curriculum(
     assert quick.distill.teacher == "runs/quickstart" and quick.distill.rounds[-1] == 1
     assert quick.model == load_config("quickstart").model  # the student is the teacher's network
     base = load_config("quickstart")
-    # Rounds train at the teacher's own batch and lr (a smaller batch at the same lr collapsed the student).
-    assert (quick.train.batch_size, quick.optim.lr) == (base.train.batch_size, base.optim.lr)
+    # A smaller batch than the teacher's needs a smaller lr: batch 16 at the teacher's 2e-3 collapsed the student.
+    assert quick.train.batch_size == base.train.batch_size or quick.optim.lr < base.optim.lr
+    # The 1-step round, the hardest jump, is the longest (at 80 steps its student lost to the teacher at 1 step).
+    lengths = round_lengths(quick)
+    assert quick.distill.rounds == [2, 1] and lengths[-1] == max(lengths) > lengths[0]
 
 
 # --------------------------------------------------------------------------- frozen teacher, masking
