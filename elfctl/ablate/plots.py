@@ -59,9 +59,9 @@ def write_plots(summary: dict, root: Path) -> list[Path]:
 
     curves = []
     for run_dir in dict.fromkeys(r["run_dir"] for r in summary["rows"]):  # unique, in order
-        if (Path(run_dir) / "metrics.jsonl").is_file():
-            ms = read_metrics(Path(run_dir))
-            curves.append((Path(run_dir).name, [m for m in ms if "loss" in m and "step" in m]))
+        ms = [m for m in read_metrics(Path(run_dir)) if "loss" in m and "step" in m]
+        if ms:
+            curves.append((Path(run_dir).name, ms))
     if curves:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for name, ms in curves:

@@ -60,14 +60,16 @@ def round_lengths(cfg: Config, num_examples: Optional[int] = None) -> list[int]:
     training set at train.batch_size; either is one value for every round or a list of one per round.
     ``num_examples`` is needed only for epoch-based lengths."""
     d = cfg.distill
-    n = len(d.rounds)
+
+    def each_round(value):
+        return list(value) if isinstance(value, list) else [value] * len(d.rounds)
+
     if d.round_steps is not None:
-        return list(d.round_steps) if isinstance(d.round_steps, list) else [d.round_steps] * n
+        return each_round(d.round_steps)
     if num_examples is None:
         raise ValueError("round_lengths: epoch-based round lengths need the training set's size")
-    epochs = d.round_epochs if d.round_epochs is not None else 1.0
-    per_round = list(epochs) if isinstance(epochs, list) else [epochs] * n
-    return [max(1, math.ceil(e * num_examples / cfg.train.batch_size)) for e in per_round]
+    epochs = each_round(d.round_epochs if d.round_epochs is not None else 1.0)
+    return [max(1, math.ceil(e * num_examples / cfg.train.batch_size)) for e in epochs]
 
 
 def round_config(cfg: Config, rnd: Round, steps: int) -> Config:
