@@ -37,7 +37,7 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")  # before any Triton kernel is decorated
 
 from elfctl.atomic import atomic_write_json  # noqa: E402
-from elfctl.kernels import guidance_step, reference_noise, sde_noise_inject  # noqa: E402
+from elfctl.kernels.ops import guidance_step, reference_noise, sde_noise_inject  # noqa: E402
 from elfctl.kernels.dispatch import triton_import_error  # noqa: E402
 from elfctl.kernels.reference import guidance_step_ref, sde_noise_inject_ref  # noqa: E402
 

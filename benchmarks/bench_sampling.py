@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from elfctl import kernels
+from elfctl.kernels import ops as kernels
 from elfctl.config import load_config
 from elfctl.flow import FlowPath
 from elfctl.model import build_model

@@ -1,7 +1,7 @@
 """Finding shipped and user recipes by name or path.
 
-Shipped recipes live in the top-level ``recipes/`` folder, installed as the data package
-``elfctl.recipes``; a bare name (``owt``) resolves to ``recipes/owt.yaml``, a path to itself.
+Shipped recipes live in the top-level ``recipes/`` folder, installed as the data folder
+``elfctl.shipped_recipes`` (this module is the only ``elfctl.recipes``); a bare name (``owt``) resolves to ``recipes/owt.yaml``, a path to itself.
 """
 
 from __future__ import annotations
@@ -13,16 +13,15 @@ from elfctl.errors import ConfigError
 
 
 def recipes_dir() -> Path:
-    """The directory holding the shipped recipes (installed package data, or the checkout's)."""
-    try:
-        from importlib.resources import files
+    """The directory holding the shipped recipes: ``elfctl/shipped_recipes`` in a wheel, the checkout's
+    ``recipes/`` folder in an editable install or a bare checkout (see ``elfctl._source_folders``)."""
+    import importlib.util
 
-        root = Path(str(files("elfctl.recipes")))
-        if root.is_dir():
-            return root
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parent.parent / "recipes"
+    spec = importlib.util.find_spec("elfctl.shipped_recipes")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("elfctl's shipped recipes are missing from this install (no elfctl.shipped_recipes): "
+                          "reinstall elfctl")
+    return Path(list(spec.submodule_search_locations)[0])
 
 
 def shipped_recipes() -> dict[str, Path]:

@@ -11,7 +11,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from elfctl.errors import ConfigError, ElfRuntimeError  # noqa: E402
-from elfctl.kernels import dispatch, guidance_step, reference_noise, resolve_backend, sde_noise_inject  # noqa: E402
+from elfctl.kernels import dispatch  # noqa: E402
+from elfctl.kernels.ops import guidance_step, reference_noise, resolve_backend, sde_noise_inject  # noqa: E402
 from elfctl.kernels.reference import guidance_step_ref, sde_noise_inject_ref  # noqa: E402
 from philox_host import host_philox_normals  # noqa: E402
 
@@ -403,9 +404,9 @@ def test_no_guidance_and_no_condition_returns_the_prediction_itself():
 
 
 def test_import_without_triton():
-    code = ("import sys; sys.modules['triton'] = None; import torch; import elfctl.kernels as k; "
+    code = ("import sys; sys.modules['triton'] = None; import torch; import elfctl.kernels.ops as k; from elfctl.kernels import dispatch; "
             "z = torch.ones(1, 2, 3); print(k.resolve_backend(z), k.guidance_step(z, None, z, scale=1.0, t=0.5, "
-            "t_next=1.0, t_eps=0.05)[0].sum().item(), k.dispatch.triton_import_error() is not None)")
+            "t_next=1.0, t_eps=0.05)[0].sum().item(), dispatch.triton_import_error() is not None)")
     env = {**os.environ, "ELFCTL_KERNELS": "auto"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -413,7 +414,7 @@ def test_import_without_triton():
 
 
 def test_public_functions_survive_submodule_imports():
-    import elfctl.kernels as k
+    import elfctl.kernels.ops as k
     from elfctl.kernels.triton_guidance import guidance_step_triton  # noqa: F401 - the Triton module is named apart from the function
 
     assert callable(k.guidance_step) and k.guidance_step is guidance_step

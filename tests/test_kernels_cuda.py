@@ -7,7 +7,8 @@ Triton then interprets every kernel, and the dispatcher refuses to interpret on 
 import pytest
 import torch
 
-from elfctl.kernels import dispatch, guidance_step, resolve_backend, sde_noise_inject
+from elfctl.kernels import dispatch
+from elfctl.kernels.ops import guidance_step, resolve_backend, sde_noise_inject
 from elfctl.kernels.reference import guidance_step_ref, sde_noise_inject_ref
 from philox_host import host_philox_normals
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from elfctl import kernels
+from elfctl.kernels import ops as kernels
 from elfctl.errors import ElfRuntimeError
 from elfctl.flow import FlowPath, time_grid
 from elfctl.model import ELF

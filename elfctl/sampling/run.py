@@ -160,7 +160,7 @@ def _load(req: SampleRequest, overrides: dict, device: torch.device):
 
 # ------------------------------------------------------------------------------------------------ planning
 def _plan(req: SampleRequest, loaded, overrides: dict, device: torch.device, log: Log, warn: Log) -> _Job:
-    from elfctl import kernels
+    from elfctl.kernels import ops as kernels
 
     cfg = loaded.cfg
     conditional = cfg.data.task == "conditional"

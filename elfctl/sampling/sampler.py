@@ -38,7 +38,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as nn
 
-from elfctl import kernels
+from elfctl.kernels import ops as kernels
 from elfctl.config import ObjectiveConfig, SampleConfig
 from elfctl.errors import ElfRuntimeError
 from elfctl.flow import FlowPath, keep_condition, time_grid

@@ -6,8 +6,11 @@
 
 Dispatch (:func:`resolve_backend`): Triton for CUDA tensors where a one-time probe launch works, the reference
 elsewhere (and, with one warning line, where Triton fails); ``ELFCTL_KERNELS=auto|triton|torch`` (or
-``backend=``) forces a choice. Kernels launch under the tensors' device and its current stream. Installed as ``elfctl.kernels``;
+``backend=``) forces a choice. Kernels launch under the tensors' device and its current stream. Installed as ``elfctl.kernels.ops``;
 importing it never requires Triton. See docs/kernels.md.
+
+``kernels/`` is a plain source folder (no ``__init__.py``) mapped into the package as ``elfctl.kernels``, so a
+checkout's root on ``sys.path`` never shadows Hugging Face's ``kernels`` package, which transformers imports.
 """
 
 from __future__ import annotations
