@@ -1,24 +1,35 @@
 """Every CUDA check and benchmark of the project in one run (driver of ``benchmarks/gpu_check.sh``).
 
-    bash benchmarks/gpu_check.sh [OUT_DIR]            # or: python benchmarks/gpu_check.py --out OUT_DIR
+    bash benchmarks/gpu_check.sh --install [OUT_DIR]   # a bare lent machine: install offline first (see there)
+    python3 benchmarks/gpu_check.py --out OUT_DIR      # elfctl already installed
 
 Writes ``OUT_DIR/gpu_check.json`` (every step: status, seconds, command, results, what was expected) and
-``OUT_DIR/gpu_check.md`` (rows for docs/BENCHMARKS.md), and prints the Markdown. Steps, each in a process of its
-own with its own time limit, inside an overall budget (``--budget``, default 480 s = 8 minutes):
+``OUT_DIR/gpu_check.md`` (rows for docs/BENCHMARKS.md) after EVERY step, so a run cut short still reports what it
+did; prints the Markdown at the end. Each step runs in a process group of its own with its own time limit (a step
+that overruns is killed with all its children), inside an overall budget (``--budget``, default 420 s). Cheap and
+telling steps first:
 
-1. ``kernel_tests``  the CUDA-only tests, compiled (TRITON_INTERPRET unset): kernels vs references at 1e-5,
-   offsets past 2**32, the 64-bit index path, cuda:1 on a side stream (two GPUs), the judge on the GPU.
-2. ``kernel_bench``  eager vs torch.compile vs Triton, GB/s against a device copy (bench_kernels.py).
-3. ``train_bench``   ELF-B (owt recipe: Muon, bf16) at length 1024, batch 32: eager, then torch.compile per block;
+1. ``preflight``     versions, where elfctl was imported from, which optional packages are absent (datasets,
+   rouge-score, gguf are not needed by anything run here).
+2. ``kernel_tests``  the CUDA-only tests, compiled (TRITON_INTERPRET unset): kernels vs references at 1e-5,
+   offsets past 2**32, the 64-bit index path, cuda:1 on a side stream (two GPUs), the judge on the GPU; and the
+   GPU-path tests (FLOP counts, compiled blocks, the judge's device).
+3. ``elfctl_train_eager`` / ``elfctl_train_compile``  the real ``elfctl train`` command (``python3 -m elfctl``) on
+   offline inputs made in code (``gpu_check_assets.py``: the ``owt`` recipe, ELF-B, length 1024, bf16, a random
+   T5-small-shaped encoder), 3 optimizer steps, ``train.compile`` off and on.
+4. ``elfctl_sample`` the real ``elfctl sample`` command on that run (32 SDE steps, length 1024).
+5. ``kernel_bench``  eager vs torch.compile vs Triton, GB/s against a device copy (bench_kernels.py).
+6. ``train_bench``   ELF-B (owt recipe: Muon, bf16) at length 1024, batch 32: eager, then torch.compile per block;
    tokens/s and MFU counted from the passes that run (bench_train.py).
-4. ``judge``         Gen PPL judge throughput at GPT-2 Large size (random weights), bf16 and fp32 (bench_judge.py).
-5. ``sampling``      ELF-B 32-step SDE at length 1024, batch 64 and 256, with the kernels and with
+7. ``judge``         Gen PPL judge throughput at GPT-2 Large size (random weights), bf16 and fp32 (bench_judge.py).
+8. ``sampling``      ELF-B 32-step SDE at length 1024, batch 64 and 256, with the kernels and with
    ELFCTL_KERNELS=torch (bench_sampling.py's bench()).
-6. ``ddp`` / ``fsdp`` with >= 2 GPUs: the trainer under torchrun over NCCL (train.device=cuda: one GPU per rank,
+9. ``ddp`` / ``fsdp`` with >= 2 GPUs: the trainer under torchrun over NCCL (train.device=cuda: one GPU per rank,
    bf16, torch.compile), against one process on the same global batch.
 
-Without CUDA it runs what a CPU can (the interpreted kernel check, the CUDA tests collected and skipped, a tiny
-training step, a tiny judge) and lists every step it skipped, with the reason.
+Without CUDA it runs what a CPU can (the interpreted kernel check, the CUDA tests collected and skipped, the real
+``elfctl train`` / ``elfctl sample`` at a tiny size, a tiny training step, a tiny judge) and lists every step it
+skipped, with the reason.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ import json
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -40,6 +52,9 @@ PY = sys.executable
 
 # What a working H100/H200 should show; printed beside each result (targets from the issues, not measurements).
 EXPECT = {
+    "preflight": "elfctl imported from the installed package; nothing it runs here needs datasets, rouge-score, gguf",
+    "elfctl_train": "3 steps, finite losses; compiled no slower per step than eager after its first step",
+    "elfctl_sample": "writes every sample; the header names the precision (bf16-autocast+tf32 on CUDA)",
     "kernel_tests": "all pass; with one GPU only the two-GPU test is skipped",
     "kernel_bench": "Triton >= 80% of copy GB/s and >= 2x eager at L = 1024; torch.compile between the two",
     "train_bench": "ELF-B bf16: compiled faster than eager; MFU (counted from the passes that run) >= 40% compiled",
@@ -52,23 +67,35 @@ EXPECT = {
 
 
 class Run:
-    def __init__(self, out: Path, budget: float):
+    def __init__(self, out: Path, budget: float, env: dict):
         self.out = out
-        self.t_end = time.monotonic() + budget
+        self.budget = budget
+        self.t0 = time.monotonic()
+        self.t_end = self.t0 + budget
         self.steps: list[dict] = []
+        self.env = env
         self.cuda = torch.cuda.is_available()
         self.gpus = torch.cuda.device_count() if self.cuda else 0
 
     def left(self) -> float:
         return self.t_end - time.monotonic()
 
+    def add(self, rec: dict) -> dict:
+        """Record a step and rewrite the report at once: a run cut short still says what it did."""
+        self.steps.append(rec)
+        self.save()
+        return rec
+
     def skip(self, name: str, why: str) -> None:
-        self.steps.append({"step": name, "status": "skipped", "reason": why, "expected": EXPECT.get(name)})
+        self.add({"step": name, "status": "skipped", "reason": why, "expected": EXPECT.get(name)})
         print(f"[gpu_check] {name}: skipped ({why})", flush=True)
 
     def sh(self, name: str, cmd: list[str], *, limit: float, env: dict | None = None, need: float = 20.0
            ) -> dict | None:
-        """Run one command with a time limit inside the budget; record it; return the step record (None: skipped)."""
+        """Run one command with a time limit inside the budget; record it; return the step record (None: skipped).
+
+        The command runs in a new session (its own process group): at its limit the whole group is killed, so no
+        compile worker or torchrun child outlives its step and eats the next one's time."""
         if self.left() < need:
             self.skip(name, f"time budget: {self.left():.0f} s left, needs ~{need:.0f} s")
             return None
@@ -78,19 +105,59 @@ class Run:
             full_env.pop(k, None)
         print(f"[gpu_check] {name}: {' '.join(cmd)}  (limit {limit:.0f} s)", flush=True)
         t0 = time.monotonic()
-        try:
-            p = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=limit)
-            rc, out, err = p.returncode, p.stdout, p.stderr
-        except subprocess.TimeoutExpired as e:
-            rc, out, err = 124, _text(e.stdout), _text(e.stderr) + f"\ntimed out after {limit:.0f} s"
+        rc, out, err = run_group(cmd, env=full_env, limit=limit)
         rec = {"step": name, "status": "ok" if rc == 0 else "failed", "rc": rc, "seconds": round(time.monotonic() - t0, 1),
                "command": " ".join(cmd), "expected": EXPECT.get(name), "stdout_tail": out[-3000:],
                "stderr_tail": err[-3000:]}
-        self.steps.append(rec)
+        self.add(rec)
         print(f"[gpu_check] {name}: {rec['status']} in {rec['seconds']} s", flush=True)
         if rc != 0:
             print(err[-1500:], file=sys.stderr, flush=True)
         return rec
+
+    def payload(self) -> dict:
+        return {"environment": self.env, "budget_s": self.budget, "wall_s": round(time.monotonic() - self.t0, 1),
+                "steps": self.steps,
+                "skipped": [f"{s['step']}: {s['reason']}" for s in self.steps if s["status"] == "skipped"],
+                "failed": [s["step"] for s in self.steps if s["status"] == "failed"]}
+
+    def save(self) -> None:
+        _write(self.out / "gpu_check.json", json.dumps(self.payload(), indent=1) + "\n")
+        _write(self.out / "gpu_check.md", markdown(self.env, self.steps))
+
+
+def _write(path: Path, text: str) -> None:
+    """Whole or not at all (this script must report even where elfctl failed to install, so no elfctl.atomic)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def run_group(cmd: list[str], *, env: dict, limit: float, cwd: Path = ROOT) -> tuple[int, str, str]:
+    """(returncode, stdout, stderr) of ``cmd`` run in its own process group; 124 after killing the group at
+    ``limit`` seconds (SIGTERM, then SIGKILL 5 s later)."""
+    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=limit)
+        return p.returncode, out, err
+    except subprocess.TimeoutExpired:
+        out, err = "", ""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(p.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                out, err = p.communicate(timeout=5)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        try:  # children that left the group's leader behind
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return 124, _text(out), _text(err) + f"\ntimed out after {limit:.0f} s (process group killed)"
 
 
 def _text(b) -> str:
@@ -114,8 +181,9 @@ def kernel_tests(run: Run) -> None:
     tests = ["tests/test_kernels_cuda.py", "tests/test_gpu_path.py"]
     xml = run.out / "kernel_tests.xml"
     env = NO_INTERPRET if run.cuda else {}
-    rec = run.sh("kernel_tests", [PY, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", f"--junitxml={xml}",
-                                  *tests], limit=150, env=env)
+    # -P: the installed elfctl is tested, not the checkout's folder (the working directory stays off sys.path)
+    rec = run.sh("kernel_tests", [PY, "-P", "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                                  f"--junitxml={xml}", *tests], limit=150, env={**env, "PYTHONPATH": None})
     if rec is not None:
         rec["results"] = _junit_counts(xml)
         if not run.cuda:
@@ -137,6 +205,93 @@ def _junit_counts(xml: Path) -> dict | None:
     if not m:
         return None
     return {k: int(v) for k, v in re.findall(r'(tests|failures|errors|skipped)="(\d+)"', m.group(0))}
+
+
+PREFLIGHT_CODE = """
+import importlib.util, json, sys
+import elfctl, elfctl.kernels, elfctl.shipped_recipes
+from elfctl.config import load_config
+from elfctl.cli import build_app
+build_app()  # every command's entry point loads (a failing one prints a warning line)
+load_config("owt")  # the shipped recipes resolve from the installed package
+absent = [m for m in ("datasets", "rouge_score", "gguf", "sacrebleu", "pyarrow") if importlib.util.find_spec(m) is None]
+print(json.dumps({"elfctl": elfctl.__version__, "from": elfctl.__file__, "kernels": list(elfctl.kernels.__path__)[0],
+                  "absent_optional": absent}))
+"""
+
+
+def preflight(run: Run) -> None:
+    """elfctl imports from the install (not the checkout: ``-P`` keeps the working directory off sys.path)."""
+    rec = run.sh("preflight", [PY, "-P", "-c", PREFLIGHT_CODE], limit=60, env={"PYTHONPATH": None})
+    if rec is not None:
+        rec["results"] = _last_json_line(rec["stdout_tail"])
+        run.save()
+
+
+def _last_json_line(text: str):
+    for line in reversed(text.strip().splitlines()):
+        try:
+            return json.loads(line)
+        except ValueError:
+            continue
+    return None
+
+
+def elfctl_commands(run: Run) -> None:
+    """The real ``elfctl train`` (compile off, then on) and ``elfctl sample`` on offline inputs made in code."""
+    size = "gpu" if run.cuda else "cpu"
+    assets = run.out / "assets"
+    rec = run.sh("elfctl_assets", [PY, "benchmarks/gpu_check_assets.py", str(assets), "--size", size], limit=90)
+    if rec is None or rec["status"] != "ok":
+        for name in ("elfctl_train_eager", "elfctl_train_compile", "elfctl_sample"):
+            run.skip(name, "the offline inputs were not made (step elfctl_assets)")
+        return
+    recipe = rec["stdout_tail"].strip().splitlines()[-1]
+    rec["results"] = {"recipe": recipe}
+    elfctl = [PY, "-P", "-m", "elfctl"]
+    first = None
+    for label, compile_, limit in (("eager", "false", 150), ("compile", "true", 240)):
+        if compile_ == "true" and not run.cuda:
+            run.skip("elfctl_train_compile", "no CUDA: torch.compile on 2 CPU cores spends minutes in C++ builds "
+                                             "(the compiled blocks are checked on the CPU by tests/test_gpu_path.py)")
+            continue
+        run_dir = run.out / f"run_{label}"
+        rec = run.sh(f"elfctl_train_{label}", [*elfctl, "train", recipe, f"train.run_dir={run_dir}",
+                                               f"train.compile={compile_}"],
+                     limit=limit, env={**NO_INTERPRET, "PYTHONPATH": None}, need=45)
+        if rec is not None:
+            rec["expected"] = EXPECT["elfctl_train"]
+            rec["results"] = {"losses": _losses(run_dir), "metrics": _last_metrics(run_dir)}
+            run.save()
+            if rec["status"] == "ok" and first is None:
+                first = run_dir
+    if first is None:
+        return run.skip("elfctl_sample", "no training run finished to sample from")
+    samples = run.out / "samples.jsonl"
+    rec = run.sh("elfctl_sample", [*elfctl, "sample", "--run", str(first), "--out", str(samples)],
+                 limit=120, env={**NO_INTERPRET, "PYTHONPATH": None}, need=30)
+    if rec is not None:
+        header = _first_json_line(samples)
+        rec["results"] = header and {k: header.get(k) for k in ("num_samples", "nfe", "wall_time_s", "precision",
+                                                                 "device", "sampler")}
+        run.save()
+
+
+def _first_json_line(path: Path):
+    try:
+        with open(path) as f:
+            return json.loads(f.readline())
+    except (OSError, ValueError):
+        return None
+
+
+def _last_metrics(run_dir: Path) -> dict | None:
+    path = run_dir / "metrics.jsonl"
+    try:
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        return json.loads(lines[-1]) if lines else None
+    except (OSError, ValueError):
+        return None
 
 
 def kernel_bench(run: Run) -> None:
@@ -304,6 +459,18 @@ def _summary(s: dict) -> str:
         return f"rc {s.get('rc')}: {tail[-1][:160] if tail else ''}"
     if r is None:
         return "(no results file)"
+    if name == "preflight":
+        absent = ", ".join(r.get("absent_optional") or []) or "none"
+        return f"elfctl {r.get('elfctl')} from {r.get('from')}; absent: {absent}"
+    if name.startswith("elfctl_train"):
+        m = r.get("metrics") or {}
+        return (f"losses {[round(x, 4) for x in r.get('losses') or []]}; last window {m.get('tokens_per_s', 0):.0f} "
+                f"tok/s")
+    if name == "elfctl_sample":
+        return (f"{r.get('num_samples')} samples, {r.get('nfe')} forward passes per batch, "
+                f"{float(r.get('wall_time_s') or 0):.1f} s, {r.get('precision')}")
+    if name == "elfctl_assets":
+        return "written"
     if name == "kernel_tests":
         return ", ".join(f"{k} {v}" for k, v in r.items())
     if name == "kernel_bench":
@@ -327,34 +494,29 @@ def _summary(s: dict) -> str:
     return json.dumps(r)[:200]
 
 
+STEPS = ("preflight", "kernel_tests", "elfctl_commands", "kernel_bench", "train_bench", "judge", "sampling",
+         "distributed")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.environ.get("OUT") or "gpu_check_results", help="output directory")
-    ap.add_argument("--budget", type=float, default=480.0, help="seconds for everything (default 8 minutes)")
-    ap.add_argument("--only", nargs="+", default=None,
-                    choices=["kernel_tests", "kernel_bench", "train_bench", "distributed", "sampling", "judge"])
+    ap.add_argument("--budget", type=float, default=420.0, help="seconds for every step together (default 7 "
+                    "minutes: with the install, well inside 8)")
+    ap.add_argument("--only", nargs="+", default=None, choices=STEPS)
     args = ap.parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    run = Run(out, args.budget)
     env = environment()
+    run = Run(out, args.budget, env)
     print(f"[gpu_check] {json.dumps(env)}", flush=True)
-    t0 = time.monotonic()
     # cheapest and most telling first: a step that would not fit the budget is skipped, not cut short
-    for step in (kernel_tests, kernel_bench, train_bench, judge, sampling, distributed):
+    for step in (preflight, kernel_tests, elfctl_commands, kernel_bench, train_bench, judge, sampling, distributed):
         if args.only is None or step.__name__ in args.only:
             step(run)
-    payload = {"environment": env, "budget_s": args.budget, "wall_s": round(time.monotonic() - t0, 1),
-               "steps": run.steps,
-               "skipped": [f"{s['step']}: {s['reason']}" for s in run.steps if s["status"] == "skipped"],
-               "failed": [s["step"] for s in run.steps if s["status"] == "failed"]}
-    sys.path.insert(0, str(ROOT))
-    from elfctl.atomic import atomic_write_json, atomic_write_text
-
-    md = markdown(env, run.steps)
-    atomic_write_json(out / "gpu_check.json", payload)
-    atomic_write_text(out / "gpu_check.md", md)
-    print("\n" + md)
+            run.save()  # with the results the step added to its records
+    payload = run.payload()
+    print("\n" + markdown(env, run.steps))
     print(f"[gpu_check] {len(run.steps)} steps in {payload['wall_s']} s; failed: {payload['failed'] or 'none'}; "
           f"skipped: {len(payload['skipped'])}")
     for line in payload["skipped"]:

@@ -72,6 +72,9 @@ def build_dataset(cfg, split: str, tokenizer, data_dir: Optional[str] = None,
         from elfctl.data.pretokenized import open_pretokenized
 
         return open_pretokenized(cfg, split, tokenizer, log=log)
+    from elfctl.optional import require
+
+    require("pyarrow", "the tokenized training-set cache")  # tokenized.py maps its Arrow files
     from elfctl.data.tokenized import build_tokenized
 
     return build_tokenized(cfg, split, tokenizer, data_dir=data_dir, log=log)

@@ -21,6 +21,7 @@ from typing import Callable
 from elfctl.data import text_stream as ts
 from elfctl.data.tokenized import TokenizedDataset
 from elfctl.errors import ConfigError
+from elfctl.optional import require
 
 WHAT = "data.pretokenized"
 
@@ -37,9 +38,8 @@ def _from_hub(repo: str, split: str):
     if not online:
         force_offline()
     ds, first = None, None
+    load_dataset = require("datasets", f"{WHAT} (a hub dataset)").load_dataset
     try:
-        from datasets import load_dataset
-
         ds = ts.pick_split(load_dataset(repo), split, WHAT)
     except ConfigError:
         raise
@@ -62,9 +62,8 @@ def _from_hub(repo: str, split: str):
 def _from_folder(path: Path, split: str):
     if ts.is_saved_dataset(path):
         return ts.load_saved(path, split, WHAT)
+    load_dataset = require("datasets", f"{WHAT} (a folder of dataset files)").load_dataset
     try:
-        from datasets import load_dataset
-
         ds = load_dataset(str(path))
     except Exception as e:  # noqa: BLE001
         raise ConfigError(f"{WHAT}: {path} is neither a save_to_disk folder nor a folder of dataset files "

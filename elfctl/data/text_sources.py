@@ -20,6 +20,7 @@ from typing import Optional
 from elfctl.data.assets import is_hub_id
 from elfctl.data.builtin import builtin_split_files
 from elfctl.errors import ConfigError
+from elfctl.optional import require
 
 
 def read_utf8(path: Path) -> str:
@@ -199,9 +200,8 @@ def _load_hub(source: str, split: str, data_cfg, limit: Optional[int] = None) ->
 
     if not hub_reachable():
         force_offline()
+    load_dataset = require("datasets", f"data.dataset '{source}' (a hub dataset)").load_dataset
     try:
-        from datasets import load_dataset
-
         ds = load_dataset(source, data_cfg.hub_config, split=split)
     except Exception as e:  # noqa: BLE001 - offline, missing split, missing config: all one line
         raise ConfigError(f"data.dataset: hub dataset '{source}' ({data_cfg.hub_config or 'default'}, split {split}) "

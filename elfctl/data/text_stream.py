@@ -16,6 +16,7 @@ from typing import Iterator, Optional
 
 from elfctl.data.text_sources import json_object, record_fields
 from elfctl.errors import ConfigError
+from elfctl.optional import require
 
 def _segments(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, text) of each b'\\n'-separated segment of a file, decoded as UTF-8 one line at a time.
@@ -139,7 +140,7 @@ def pick_split(ds, split: str, what: str):
 
 def load_saved(path: Path, split: str, what: str):
     """A ``save_to_disk`` folder, memory-mapped; one line when it cannot be read."""
-    from datasets import load_from_disk
+    load_from_disk = require("datasets", f"{what} ({path}, a save_to_disk folder)").load_from_disk
 
     try:
         ds = load_from_disk(str(path))
@@ -154,9 +155,8 @@ def load_hub(source: str, split: str, data_cfg):
 
     if not hub_reachable():
         force_offline()
+    load_dataset = require("datasets", f"data.dataset '{source}' (a hub dataset)").load_dataset
     try:
-        from datasets import load_dataset
-
         return load_dataset(source, data_cfg.hub_config, split=split)
     except Exception as e:  # noqa: BLE001 - offline, missing split, missing config: all one line
         raise ConfigError(f"data.dataset: hub dataset '{source}' ({data_cfg.hub_config or 'default'}, split {split}) "

@@ -120,7 +120,18 @@ class TokenizeBatch:
         out["input_ids"] = ids
         return out
 
+    def arrow_schema(self) -> pa.Schema:
+        """The columns' Arrow schema, the types ``features()`` gives, made without HF ``datasets`` (local files are
+        tokenized into Arrow directly, on machines without it too)."""
+        ids = pa.list_(pa.int32())
+        blank = [("blank", pa.bool_())] if self.keep_blanks else []
+        if self.mode == "packed":
+            return pa.schema([("input_ids", ids), *blank])
+        cols = [("cond_ids", ids), ("target_ids", ids)] if self.mode == "pair" else [("input_ids", ids)]
+        return pa.schema([*cols, *((k, pa.bool_()) for k in CUT_COUNTS), ("n_valid", pa.int32()), *blank])
+
     def features(self):
+        """The same columns as HF ``datasets`` Features, for ``Dataset.map`` (hub and save_to_disk sources)."""
         from datasets import Features, Value
 
         try:
@@ -173,7 +184,7 @@ def tokenize_stream(records, names: tuple[str, ...], fn: TokenizeBatch, out: Pat
     import itertools
     import multiprocessing as mp
 
-    schema = fn.features().arrow_schema
+    schema = fn.arrow_schema()
     n = 0
     with pa.OSFile(str(out), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
         def write(cols: dict) -> None:

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from elfctl.optional import require
+
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
 
 def bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:
-    import sacrebleu
-
+    sacrebleu = require("sacrebleu", "BLEU (--metric bleu)")
     return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)], lowercase=True,
                                        use_effective_order=True).score)
 
 
 def rouge_per_sample(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, list[float]]:
-    from rouge_score import rouge_scorer
+    rouge_scorer = require("rouge_score.rouge_scorer", "ROUGE (--metric rouge)")
 
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
     out: dict[str, list[float]] = {k: [] for k in ROUGE_TYPES}
