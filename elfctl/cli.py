@@ -22,6 +22,21 @@ BUILTIN_DIST = "elfctl"
 BUILTIN_PANEL = "Commands"
 PLUGIN_PANEL = "Plugins"
 
+# What to lower when a command runs out of GPU memory (torch.OutOfMemoryError anywhere in it).
+_TRAIN_OOM = "train.micro_batch_size (examples per micro-step on each rank; train.batch_size, the global batch, can stay)"
+OOM_SETTING = {"train": _TRAIN_OOM, "distill": _TRAIN_OOM,
+               "ablate": "train.micro_batch_size or sample.batch_size in the ablation's base recipe",
+               "sample": "--batch-size (sample.batch_size)", "eval": "--batch-size (eval.judge_batch_size)",
+               "encode": "--batch-size"}
+
+
+def _oom_line(e: Exception, args: list[str]) -> str:
+    command = next((a for a in args if not a.startswith("-")), "")
+    first = str(e).strip().splitlines()[0] if str(e).strip() else "no details"
+    return (f"CUDA out of memory ({first.rstrip('.')}); lower "
+            f"{OOM_SETTING.get(command, 'the batch size of this command')}")
+
+
 # Set by the root callback; read by `main` to decide whether to show tracebacks.
 _state = {"debug": False}
 
@@ -114,6 +129,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             return e.exit_code or EXIT_USAGE
         if debug:
             raise
+        if type(e).__name__ == "OutOfMemoryError":  # torch's, from any command (no torch import here)
+            typer.secho(f"error: {_oom_line(e, args)}", fg=typer.colors.RED, err=True)
+            return EXIT_RUNTIME
         typer.secho(f"error: {type(e).__name__}: {e} (run with --debug for the traceback)",
                     fg=typer.colors.RED, err=True)
         return EXIT_RUNTIME

@@ -163,7 +163,12 @@ class TrainConfig:
                                  "ceil(epochs x examples / batch_size) steps, printed at start. Set train.steps "
                                  "to null with it.", lo=0.0, lo_open=True)
     batch_size: int = _f(32, "Global batch size (examples per optimizer step, all ranks together).", lo=1)
-    grad_accum: int = _f(1, "Gradient-accumulation micro-steps per optimizer step.", lo=1)
+    grad_accum: int = _f(1, "Gradient-accumulation micro-steps per optimizer step (ignored when "
+                         "train.micro_batch_size is set: then it is derived).", lo=1)
+    micro_batch_size: Optional[int | str] = _f(None, "Examples per micro-step on each rank; grad_accum = batch_size / "
+                                               "(world size x micro_batch_size), the global batch unchanged. auto: "
+                                               "the whole per-rank batch on the CPU, on CUDA the largest that fits "
+                                               "a short probe. Unset: train.grad_accum as given.")
     save_every: int = _f(500, "Checkpoint every N steps (and at the end).", lo=1)
     keep_last: int = _f(3, "Keep the last N checkpoints.", lo=1)
     log_every: int = _f(10, "Log metrics every N steps.", lo=1)
@@ -320,6 +325,11 @@ def _base_type(tp: Any) -> tuple[type, bool]:
 
 
 def _coerce(path: str, value: Any, tp: Any) -> Any:
+    kinds = [a for a in typing.get_args(tp) if a is not type(None)]
+    if value is not None and len(kinds) > 1 and set(kinds) == {int, str}:  # a number or a keyword ("auto")
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ConfigError(f"{path}: must be an integer or a word, got {_short(value)}")
+        return value
     base, optional = _base_type(tp)
     if value is None:
         if optional:
@@ -421,7 +431,14 @@ def _cross_checks(cfg: Config) -> None:
                           f"must be < data.max_length ({cfg.data.max_length})")
     if cfg.objective.sc_cfg_max < cfg.objective.sc_cfg_min:
         raise ConfigError("objective.sc_cfg_max: must be >= objective.sc_cfg_min")
-    if cfg.train.batch_size % cfg.train.grad_accum:
+    mbs = cfg.train.micro_batch_size
+    if mbs is not None and mbs != "auto" and not (isinstance(mbs, int) and mbs >= 1):
+        raise ConfigError(f"train.micro_batch_size: {_short(mbs)} is not valid; give a number of examples >= 1, "
+                          f"auto, or null")
+    if mbs is not None and cfg.train.grad_accum != 1:
+        raise ConfigError(f"train.grad_accum: {cfg.train.grad_accum} given together with train.micro_batch_size "
+                          f"({mbs}), which derives it; set one of them (the other to 1 / null)")
+    if mbs is None and cfg.train.batch_size % cfg.train.grad_accum:
         raise ConfigError(f"train.batch_size: {cfg.train.batch_size} must be divisible by train.grad_accum "
                           f"({cfg.train.grad_accum})")
     _check_distill(cfg.distill)

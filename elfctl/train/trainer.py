@@ -84,6 +84,7 @@ class _RunState:
     ddp: bool = False
     params: list = field(default_factory=list)  # trainable parameters (after sharding), for the clip
     step: int = 0
+    accum: int = 1                     # micro-steps per optimizer step on each rank (train.micro_batch_size)
     first_bad: Optional[torch.Tensor] = None  # first step with a non-finite loss, kept on the device
 
     @property
@@ -286,11 +287,10 @@ class Trainer:
         if latest is None and self.init_weights is not None:
             ckpt.load_state_dict_strict(model, self.init_weights(), what="the initial weights")
         modules: list[nn.Module] = [model] + ([data.encoder] if data.trainable_encoder else [])
-        accum = cfg.train.grad_accum
+        objective = (self.objective_factory(cfg, data, device) if self.objective_factory is not None
+                     else ElfObjective.from_config(cfg))
+        accum = self._micro_batch(model, data, device).grad_accum  # train.micro_batch_size -> grad_accum
         shards = info.world_size * accum
-        if cfg.train.batch_size % shards:
-            raise ConfigError(f"train.batch_size: {cfg.train.batch_size} must be divisible by world size × "
-                              f"grad_accum = {shards}")
         if self.sharded:  # before the optimizers and the EMA: sharding replaces the parameters
             fsdp.shard(model, device, info.world_size, data.encoder if data.trainable_encoder else None,
                        bf16=cfg.train.bf16 and device.type == "cuda")
@@ -300,12 +300,30 @@ class Trainer:
         ema = (fsdp.ShardedEMA(model, cfg.optim.ema_decay, info.is_main) if self.sharded
                else EMA(model, cfg.optim.ema_decay))
         order = BatchOrder(len(data.dataset), cfg.train.batch_size, shards, cfg.train.seed)
-        objective = (self.objective_factory(cfg, data, device) if self.objective_factory is not None
-                     else ElfObjective.from_config(cfg))
         params = [p for m in modules for p in m.parameters() if p.requires_grad]
         return _RunState(data=data, model=model, modules=modules, opt=opt, ema=ema, order=order,
                          objective=objective, lr=lr, length=length, latest=latest, train_model=model,
-                         helper_model=model, params=params)
+                         helper_model=model, params=params, accum=accum)
+
+    def _micro_batch(self, model: nn.Module, data: "DataSource", device: torch.device):
+        """The per-rank micro-batch (``elfctl.train.micro_batch``): ``auto`` probes this GPU before any step."""
+        from elfctl.train import micro_batch
+
+        cfg = self.cfg
+        fits = None
+        if cfg.train.micro_batch_size == "auto" and device.type == "cuda":
+            # the base objective's step (a distillation step saves no more: its teacher passes keep nothing for
+            # backward, and the teacher's weights are already on the GPU when this runs)
+            fits = micro_batch.cuda_probe(
+                model, ElfObjective.from_config(cfg), latent_dim=data.encoder.latent_dim,
+                vocab=data.encoder.vocab_size, length=cfg.data.max_length, device=device, bf16=cfg.train.bf16,
+                log=self._log)
+        mb = micro_batch.resolve(cfg.train.micro_batch_size, cfg.train.grad_accum, cfg.train.batch_size,
+                                 self.info.world_size, device_type=device.type, fits=fits)
+        self._log(f"micro-batch {mb.micro} per rank x grad_accum {mb.grad_accum} x world size "
+                  f"{self.info.world_size} = global batch {cfg.train.batch_size} ({mb.how})")
+        self.micro = mb
+        return mb
 
     def _resume_or_start(self, s: "_RunState") -> None:
         if s.latest is not None:
@@ -351,7 +369,7 @@ class Trainer:
         metric_sinks = Loggers(cfg, self.run_dir, start_step=s.step, enabled=info.is_main, log=self._log)
         # one DataLoader for the rest of the run, cut in (step, shard) order from the resume step on
         batches = device_batches(training_loader(
-            s.data.dataset, s.order, start=s.step, stop=s.total, rank=info.rank, grad_accum=cfg.train.grad_accum,
+            s.data.dataset, s.order, start=s.step, stop=s.total, rank=info.rank, grad_accum=s.accum,
             num_workers=cfg.data.num_workers, prefetch_factor=cfg.data.prefetch_factor,
             pin_memory=device.type == "cuda"), device)
         s.model.train()
@@ -387,7 +405,7 @@ class Trainer:
     def _optimizer_step(self, s: "_RunState", batches, window: "_Window") -> None:
         """grad_accum micro-steps (each seeded by (seed, step, shard)), clip, update, EMA; ``s.step`` += 1."""
         cfg, info, device = self.cfg, self.info, self.device
-        accum, step, data = cfg.train.grad_accum, s.step, s.data
+        accum, step, data = s.accum, s.step, s.data
         use_bf16 = cfg.train.bf16 and device.type == "cuda"
         for micro in range(accum):
             shard = info.rank * accum + micro
@@ -454,6 +472,7 @@ class Trainer:
             meta = {"latent_dim": data.encoder.latent_dim, "vocab_size": data.encoder.vocab_size,
                     "preset": self.cfg.model.preset, "prediction": self.cfg.model.prediction,
                     "world_size": self.info.world_size, "global_batch": self.cfg.train.batch_size,
+                    "micro_batch": self.micro.micro, "grad_accum": self.micro.grad_accum,
                     "elfctl_version": __import__("elfctl").__version__}
             path = ckpt.save_checkpoint(self.run_dir, step, model_state=model_state,
                                         ema_state=ema_state, encoder_state=enc_state,
