@@ -25,7 +25,7 @@ from elfctl.kernels import ops as kernels
 from elfctl.config import load_config
 from elfctl.flow import FlowPath
 from elfctl.model import build_model
-from elfctl.sampling.precision import enable_tf32, precision_label
+from elfctl.sampling.precision import apply_precision, precision_label
 from elfctl.sampling.sampler import EulerSampler, SamplerSettings
 
 
@@ -36,7 +36,7 @@ def bench(preset: str, B: int, L: int, C: int, vocab: int, steps: int, sampler: 
     torch.manual_seed(0)
     model = build_model(cfg.model, C, vocab).to(device).eval()
     torch.nn.init.normal_(model.flow_head.weight, std=0.02)
-    enable_tf32(device)
+    apply_precision(device, cfg.sample.bf16)  # the commands' one precision policy
     settings = SamplerSettings.from_config(cfg)
     path = FlowPath.from_config(cfg)
     elf_sampler = EulerSampler(model, path, settings)

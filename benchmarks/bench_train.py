@@ -32,7 +32,7 @@ from elfctl.config import load_config
 from elfctl.errors import ConfigError
 from elfctl.model import build_model, count_parameters
 from elfctl.objective import ElfObjective
-from elfctl.sampling.precision import enable_tf32
+from elfctl import precision
 from elfctl.train.compiled import compile_blocks
 from elfctl.train.distributed import pick_device
 from elfctl.train.flops import naive_step_flops, step_flops
@@ -51,9 +51,8 @@ def peak_tflops(device_name: str) -> float | None:
 
 
 def tf32_on(device: torch.device) -> bool:
-    """TF32 for the fp32 matmuls on CUDA, as sampling sets it (``elfctl.sampling.precision``)."""
-    enable_tf32(device)
-    return device.type == "cuda"
+    """The commands' one precision policy (``elfctl.precision``): TF32 for the fp32 matmuls on CUDA."""
+    return precision.apply(precision.policy(device, True)).tf32
 
 
 def parse_args(argv=None) -> argparse.Namespace:

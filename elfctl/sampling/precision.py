@@ -1,9 +1,5 @@
-"""Which arithmetic sampling runs in, decided in one place and recorded in the samples header.
-
-CUDA: bf16 autocast for the network when ``sample.bf16`` (the authors sample so; the network keeps its input
-projections and heads in fp32), and TF32 for the matmuls and convolutions left in fp32. CPU: fp32 throughout,
-``sample.bf16`` is ignored there.
-"""
+"""Sampling's view of the one precision policy (``elfctl.precision``): the autocast dtype, the header's label,
+and applying it before a sampler runs."""
 
 from __future__ import annotations
 
@@ -11,22 +7,19 @@ from typing import Optional
 
 import torch
 
+from elfctl.precision import apply, policy
+
 
 def autocast_dtype(device: torch.device | str, bf16: bool) -> Optional[torch.dtype]:
     """torch.bfloat16 on CUDA with ``bf16``; None (no autocast) otherwise."""
-    return torch.bfloat16 if bf16 and torch.device(device).type == "cuda" else None
+    return policy(device, bf16).autocast_dtype
 
 
 def precision_label(device: torch.device | str, bf16: bool) -> str:
     """What the header says ran: ``bf16-autocast+tf32`` / ``fp32+tf32`` on CUDA, ``fp32`` elsewhere."""
-    if torch.device(device).type != "cuda":
-        return "fp32"
-    return ("bf16-autocast" if autocast_dtype(device, bf16) is not None else "fp32") + "+tf32"
+    return policy(device, bf16).label
 
 
-def enable_tf32(device: torch.device | str) -> None:
-    """TF32 for fp32 matmuls and convolutions on CUDA (the new per-backend API; never mixed with the legacy one)."""
-    if torch.device(device).type != "cuda":
-        return
-    torch.backends.cuda.matmul.fp32_precision = "tf32"
-    torch.backends.cudnn.conv.fp32_precision = "tf32"
+def apply_precision(device: torch.device | str, bf16: bool) -> str:
+    """Apply the policy for sampling on ``device``; returns its label."""
+    return apply(policy(device, bf16)).label

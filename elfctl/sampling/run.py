@@ -189,10 +189,10 @@ def _check_task_flags(req: SampleRequest, conditional: bool) -> None:
 
 def _build_sampler(loaded, sample: SampleConfig, device: torch.device):
     from elfctl.flow import FlowPath
-    from elfctl.sampling.precision import enable_tf32
+    from elfctl.sampling.precision import apply_precision
     from elfctl.sampling.sampler import EulerSampler, SamplerSettings
 
-    enable_tf32(device)
+    apply_precision(device, sample.bf16)  # the one policy (elfctl.precision), as training applies it
     model = torch.compile(loaded.model) if sample.compile else loaded.model
     return EulerSampler(model, FlowPath.from_config(loaded.cfg), SamplerSettings.from_config(loaded.cfg, sample))
 

@@ -265,6 +265,10 @@ class Trainer:
             return self._run()
 
     def _run(self) -> TrainResult:
+        from elfctl import precision
+
+        # the one precision policy of every command (bf16 autocast and TF32 on CUDA), applied before any pass
+        self.precision = precision.apply(precision.policy(self.device, self.cfg.train.bf16))
         if self.device.type == "cpu":
             from elfctl.cpu_allocator import keep_freed_memory
 
@@ -339,7 +343,7 @@ class Trainer:
             rundir.write_run_config(self.run_dir, cfg)
         self._log(f"model {cfg.model.preset}: {count_parameters(s.model) / 1e6:.2f}M parameters; "
                   f"{len(s.data.dataset)} training examples; lr {s.lr:.2e}; device {self.device}; "
-                  f"world size {info.world_size}" + ("; FSDP" if self.sharded else "")
+                  f"world size {info.world_size}; precision {self.precision.label}" + ("; FSDP" if self.sharded else "")
                   + (f"; latent cache {s.data.cache_path}" if s.data.cache_path else ""))
         self._log(s.length.describe())
         if s.length.warning():
@@ -406,7 +410,7 @@ class Trainer:
         """grad_accum micro-steps (each seeded by (seed, step, shard)), clip, update, EMA; ``s.step`` += 1."""
         cfg, info, device = self.cfg, self.info, self.device
         accum, step, data = s.accum, s.step, s.data
-        use_bf16 = cfg.train.bf16 and device.type == "cuda"
+        use_bf16 = self.precision.bf16  # the policy applied at start (elfctl.precision)
         for micro in range(accum):
             shard = info.rank * accum + micro
             batch = next(batches)  # = the examples of order.indices(step, shard)
@@ -473,6 +477,7 @@ class Trainer:
                     "preset": self.cfg.model.preset, "prediction": self.cfg.model.prediction,
                     "world_size": self.info.world_size, "global_batch": self.cfg.train.batch_size,
                     "micro_batch": self.micro.micro, "grad_accum": self.micro.grad_accum,
+                    "precision": self.precision.label,
                     "elfctl_version": __import__("elfctl").__version__}
             path = ckpt.save_checkpoint(self.run_dir, step, model_state=model_state,
                                         ema_state=ema_state, encoder_state=enc_state,
