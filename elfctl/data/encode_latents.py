@@ -53,7 +53,7 @@ def encode_to_cache(cfg, path: Path, *, split: str, dtype: str = "float16", batc
     from elfctl.data.cache import (LatentCacheDataset, check_manifest, expected_manifest, prepare_resume,
                                    read_manifest, write_manifest, write_shard)
     from elfctl.data.dataset import build_dataset
-    from elfctl.data.encoders import build_encoder
+    from elfctl.data.encoders import build_encoder, encode_precision
     from elfctl.data.tokenize import encoder_attention_mask, load_tokenizer
 
     check_encodable(cfg, dtype)
@@ -62,6 +62,8 @@ def encode_to_cache(cfg, path: Path, *, split: str, dtype: str = "float16", batc
     enc = encoder or build_encoder(cfg.encoder, tok, cfg.data.data_dir).to(dev)
     was_training = enc.training
     enc.eval()
+    # the run's one encoding precision (as training encodes on the fly), recorded in the manifest
+    precision = encode_precision(not getattr(enc, "trainable", False), dev, cfg.train.bf16)
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     old = read_manifest(path) if (path / "manifest.json").is_file() else None
@@ -84,10 +86,14 @@ def encode_to_cache(cfg, path: Path, *, split: str, dtype: str = "float16", batc
     if len(ds) == 0:
         raise ConfigError(f"data.dataset: '{cfg.data.dataset}' [{split}] has no examples to encode")
     if old is not None:
+        if old.get("encode_precision", "fp32") != precision:
+            raise ConfigError(f"latent cache {path} was begun in {old.get('encode_precision', 'fp32')} and this run "
+                              f"encodes in {precision} (device {dev}, train.bf16 {cfg.train.bf16}); finish it "
+                              f"where it was begun or choose another --out, so one cache holds one precision")
         manifest = prepare_resume(path, old)
     else:
         manifest = {**expected_manifest(cfg, split, dtype), "latent_dim": enc.latent_dim,
-                    "vocab_size": enc.vocab_size, "shards": [], "complete": False}
+                    "vocab_size": enc.vocab_size, "encode_precision": precision, "shards": [], "complete": False}
         manifest = prepare_resume(path, manifest)  # clears torn files left by a run that never wrote a manifest
     write_manifest(path, manifest)
     done = sum(s["count"] for s in manifest["shards"])
@@ -100,6 +106,8 @@ def encode_to_cache(cfg, path: Path, *, split: str, dtype: str = "float16", batc
     store = getattr(torch, dtype)
     shard = cfg.data.shard_size
     tokens, t0, rate = 0, time.perf_counter(), ""
+    previous_precision = enc.precision
+    enc.set_precision(precision)
     bar = None
     if sys.stdout.isatty() if progress is None else progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -132,6 +140,7 @@ def encode_to_cache(cfg, path: Path, *, split: str, dtype: str = "float16", batc
         if bar:
             bar.stop()
         enc.train(was_training)
+        enc.set_precision(previous_precision)
     manifest.update(complete=True, count=len(ds), truncated=st.truncated, skipped=st.skipped)
     write_manifest(path, manifest)
     return EncodeReport(path, len(ds), len(ds) - done, tokens, time.perf_counter() - t0, st.truncated, st.skipped)

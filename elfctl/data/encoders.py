@@ -17,6 +17,21 @@ from elfctl.errors import ConfigError
 
 RANDOM_INIT_SEED = 1234
 DEFAULT_LEARNED_DIM = 512
+# Rows per encoder forward are capped so that the (rows, 1, L, L) additive mask and a T5's (rows, heads, L, L)
+# position bias, both fp32, stay under this many bytes (64 rows at length 1024 would take 2.4 GB).
+ENCODE_CHUNK_BYTES = 512 * 2**20
+ENCODE_PRECISIONS = ("fp32", "bf16-autocast")
+
+
+def encode_precision(frozen: bool, device: torch.device | str, bf16: bool) -> str:
+    """The one encoding precision of a run, for every latent it encodes (on the fly, into a cache, prompts):
+    bf16 autocast for a frozen encoder on CUDA with ``train.bf16`` (as the authors encode), fp32 otherwise."""
+    return "bf16-autocast" if frozen and bf16 and torch.device(device).type == "cuda" else "fp32"
+
+
+def rows_per_chunk(length: int, heads: int) -> int:
+    """Rows per encoder forward at sequence length ``length`` (see ``ENCODE_CHUNK_BYTES``)."""
+    return max(1, ENCODE_CHUNK_BYTES // (length * length * (heads + 1) * 4))
 
 
 def _additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -42,6 +57,7 @@ class TextEncoder(nn.Module):
         self.latent_std = latent_std
         self.trainable = trainable
         self.description = description
+        self.precision = "fp32"  # set_precision(): one of ENCODE_PRECISIONS
         if body is not None:
             body.requires_grad_(False)
             body.eval()
@@ -52,14 +68,30 @@ class TextEncoder(nn.Module):
             self.body.eval()  # a frozen encoder never uses dropout
         return self
 
+    def set_precision(self, precision: str) -> "TextEncoder":
+        """Encode in ``precision`` from now on (``encode_precision`` decides it per run)."""
+        if precision not in ENCODE_PRECISIONS:
+            raise ValueError(f"encoder precision {precision!r}; valid: {', '.join(ENCODE_PRECISIONS)}")
+        self.precision = precision
+        return self
+
     def raw(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Un-normalised latents (B, L, C) in fp32."""
+        """Un-normalised latents (B, L, C) in fp32, encoded in chunks of rows (``rows_per_chunk``) in the
+        encoder's precision (bf16 autocast applies on CUDA only)."""
         if self.embedding is not None:
             return self.embedding(input_ids).float()
         dtype = next(self.body.parameters()).dtype
-        with torch.no_grad():
-            out = self.body(input_ids=input_ids, attention_mask=_additive_mask(attention_mask, dtype))
-        return out.last_hidden_state.float()
+        cfg = self.body.config
+        heads = getattr(cfg, "num_heads", None) or getattr(cfg, "num_attention_heads", None) or 1
+        n = rows_per_chunk(input_ids.shape[1], heads)
+        bf16 = self.precision == "bf16-autocast" and input_ids.device.type == "cuda"
+        outs = []
+        with torch.no_grad(), torch.autocast(input_ids.device.type, dtype=torch.bfloat16, enabled=bf16):
+            for a in range(0, input_ids.shape[0], n):
+                out = self.body(input_ids=input_ids[a:a + n],
+                                attention_mask=_additive_mask(attention_mask[a:a + n], dtype))
+                outs.append(out.last_hidden_state.float())
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """input_ids (B, L); attention_mask (B, L) or (B, L, L) bool -> normalised latents (B, L, C) fp32."""

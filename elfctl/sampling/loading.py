@@ -151,4 +151,8 @@ def _encoder_for(cfg: Config, tokenizer, path: Path, device: torch.device):
                           f"encoder.source=/path/to/{cfg.encoder.source}") from None
     if encoder.trainable and path.is_dir() and (path / "encoder.safetensors").is_file():
         encoder.load_state_dict(ckpt.load_tensors(path, "encoder"))
+    from elfctl.data.encoders import encode_precision
+
+    # prompts are encoded as the run encoded its training latents (its train.bf16 on this device)
+    encoder.set_precision(encode_precision(not encoder.trainable, device, cfg.train.bf16))
     return encoder.to(device).eval()

@@ -105,7 +105,11 @@ class DataSource:
         self.encoder = build_encoder(cfg.encoder, self.tokenizer, data_dir=data_dir).to(device)
         self.trainable_encoder = bool(getattr(self.encoder, "trainable", False))
         self._tokens = None
-        self.encode_bf16 = device.type == "cuda" and cfg.train.bf16 and not self.trainable_encoder
+        from elfctl.data.encoders import encode_precision
+
+        # one encoding precision for the run's every latent: on the fly, label-drop re-encodes, the cache
+        self.encoder.set_precision(encode_precision(not self.trainable_encoder, device, cfg.train.bf16))
+        self.encode_bf16 = self.encoder.precision == "bf16-autocast"
         if cfg.data.precompute_latents:
             self._precompute(cfg, run_dir, device, log)
         self.cache_path = self._cache_path(cfg, run_dir)
@@ -114,6 +118,10 @@ class DataSource:
 
             self.dataset = LatentCacheDataset(self.cache_path)
             check_manifest(self.dataset.manifest, cfg)
+            made = self.dataset.manifest.get("encode_precision", "fp32")
+            if made != self.encoder.precision:  # its latents stand; say that they differ from this run's
+                log(f"warning: latent cache {self.cache_path} was encoded in {made}; this run encodes in "
+                    f"{self.encoder.precision} (label-drop re-encodes); rebuild it for one precision throughout")
         else:
             self.dataset = self._tokenized(cfg, log)
             log(f"latents: encoded per batch on {device}" + (" in bf16" if self.encode_bf16 else ""))
