@@ -178,6 +178,9 @@ class TrainConfig:
     compile: bool = _f(False, "torch.compile each transformer block in place (inside DDP/FSDP, which keep their "
                                 "communication overlap; checkpoints unchanged).")
     fsdp: bool = _f(False, "Shard the model with FSDP2 (fully_shard) under torchrun.")
+    dist_timeout_min: float = _f(120.0, "Under torchrun: minutes a collective may wait before the run fails. Rank 0 "
+                                 "prepares the data (download, tokenization, latent cache) while the other ranks "
+                                 "wait at a barrier; raise it for a very large set.", lo=0.0, lo_open=True)
     device: str = _f("auto", "auto, cpu, cuda or cuda:N. Under torchrun, auto and cuda mean cuda:LOCAL_RANK "
                               "(a fixed cuda:N is refused with several ranks).")
     sample_every: int = _f(0, "Sample and score every N steps during training (0: never).", lo=0)

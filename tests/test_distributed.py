@@ -1,5 +1,7 @@
 """Device choice under torchrun, in a faked torchrun environment (no GPU, no process group is started)."""
 
+import datetime
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -21,6 +23,9 @@ def fake_gpus(monkeypatch):
     return calls
 
 
+TWO_HOURS = datetime.timedelta(minutes=120)  # train.dist_timeout_min's default
+
+
 def _torchrun(monkeypatch, rank, world, local):
     monkeypatch.setenv("WORLD_SIZE", str(world))
     monkeypatch.setenv("RANK", str(rank))
@@ -34,7 +39,7 @@ def test_cuda_under_torchrun_maps_to_the_local_rank(monkeypatch, fake_gpus, spec
     assert device == torch.device("cuda", 1)
     assert (info.rank, info.world_size, info.local_rank) == (3, 4, 1)
     assert fake_gpus["set_device"] == [torch.device("cuda", 1)]  # an index: set_device("cuda") would raise
-    assert fake_gpus["init"] == [{"backend": "nccl", "device_id": torch.device("cuda", 1)}]
+    assert fake_gpus["init"] == [{"backend": "nccl", "device_id": torch.device("cuda", 1), "timeout": TWO_HOURS}]
 
 
 def test_fixed_gpu_under_torchrun_is_refused_in_one_line(monkeypatch, fake_gpus):
@@ -67,7 +72,7 @@ def test_cpu_under_torchrun_uses_gloo(monkeypatch, fake_gpus):
     _torchrun(monkeypatch, rank=1, world=2, local=1)
     info, device = init_distributed("cpu")
     assert device == torch.device("cpu") and info.world_size == 2
-    assert fake_gpus["set_device"] == [] and fake_gpus["init"] == [{"backend": "gloo"}]
+    assert fake_gpus["set_device"] == [] and fake_gpus["init"] == [{"backend": "gloo", "timeout": TWO_HOURS}]
 
 
 def test_without_cuda(monkeypatch):
@@ -103,3 +108,16 @@ def test_fsdp_blocks_gather_and_reduce_in_bf16_when_training_in_bf16(monkeypatch
     calls.clear()
     fsdp.shard(model, torch.device("cpu"), 2, bf16=False)  # fp32 training: FSDP's default (no policy)
     assert all("mp_policy" not in kw for _, kw in calls) and len(calls) == 3
+
+
+def test_the_process_group_timeout_is_the_recipes(monkeypatch, fake_gpus, tmp_path):
+    """train.dist_timeout_min reaches init_process_group: rank 0 may prepare data for long while the others wait."""
+    from elfctl.config import load_config
+    from elfctl.train.trainer import Trainer
+
+    _torchrun(monkeypatch, rank=1, world=2, local=1)
+    cfg = load_config(None, ["train.device=cpu", "train.dist_timeout_min=300", f"train.run_dir={tmp_path}"])
+    Trainer(cfg)
+    assert fake_gpus["init"] == [{"backend": "gloo", "timeout": datetime.timedelta(minutes=300)}]
+    with pytest.raises(ConfigError, match=r"train.dist_timeout_min: 0.0 is out of range; must be > 0"):
+        load_config(None, ["train.dist_timeout_min=0"])

@@ -232,7 +232,7 @@ def run_distillation(cfg: Config, *, only_round: Optional[int] = None, log: Call
     if cfg.distill.round_steps is not None:
         lengths = round_lengths(cfg)
     else:  # an epoch-based length needs the training set's size
-        _, device = init_distributed(cfg.train.device)
+        _, device = init_distributed(cfg.train.device, cfg.train.dist_timeout_min)
         lengths = round_lengths(cfg, len(build_data(cfg, cfg.resolved_run_dir(), device).dataset))
     todo = rounds if only_round is None else [rounds[only_round - 1]]
     for rnd in todo:

@@ -7,6 +7,7 @@ CPUs. A plain ``elfctl train`` is world size 1.
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 from dataclasses import dataclass
@@ -67,8 +68,15 @@ def pick_device(spec: str, local_rank: int = 0, world_size: int = 1, *, what: st
     return torch.device("cuda", index)
 
 
-def init_distributed(device_spec: str) -> tuple[DistInfo, torch.device]:
-    """Join the torchrun process group if one is described by the environment."""
+DEFAULT_TIMEOUT_MIN = 120.0
+
+
+def init_distributed(device_spec: str, timeout_min: float = DEFAULT_TIMEOUT_MIN) -> tuple[DistInfo, torch.device]:
+    """Join the torchrun process group if one is described by the environment.
+
+    ``timeout_min`` (``train.dist_timeout_min``) is how long a collective may wait: rank 0 prepares the data
+    (downloads, tokenization, the latent cache) while the other ranks wait at a barrier, which NCCL's default
+    (10 minutes) would kill on a large set."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo(), pick_device(device_spec)
@@ -78,6 +86,7 @@ def init_distributed(device_spec: str) -> tuple[DistInfo, torch.device]:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
+                                timeout=datetime.timedelta(minutes=timeout_min),
                                 **({"device_id": device} if device.type == "cuda" else {}))
     return DistInfo(rank, world, local), device
 

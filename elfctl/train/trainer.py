@@ -233,7 +233,7 @@ class Trainer:
         self.init_weights = init_weights
         self.fresh = fresh
         self.log_line = log
-        self.info, self.device = init_distributed(cfg.train.device)
+        self.info, self.device = init_distributed(cfg.train.device, cfg.train.dist_timeout_min)
         fsdp.check_config(cfg, self.info.world_size)
         check_available(parse_loggers(cfg.train.loggers))  # a missing optional package: one line, before any work
         self.sharded = bool(cfg.train.fsdp)  # FSDP2 (check_config: only under torchrun with >= 2 ranks)
@@ -351,7 +351,8 @@ class Trainer:
             rundir.write_run_config(self.run_dir, cfg)
         self._log(f"model {cfg.model.preset}: {count_parameters(s.model) / 1e6:.2f}M parameters; "
                   f"{len(s.data.dataset)} training examples; lr {s.lr:.2e}; device {self.device}; "
-                  f"world size {info.world_size}; precision {self.precision.label}" + ("; FSDP" if self.sharded else "")
+                  f"world size {info.world_size}" + ("; FSDP" if self.sharded else "")
+                  + f"; precision {self.precision.label}"
                   + (f"; latent cache {s.data.cache_path}" if s.data.cache_path else ""))
         self._log(s.length.describe())
         if s.length.warning():
