@@ -154,9 +154,10 @@ class DistillObjective:
         B = x.shape[0]
         dev = x.device
         cond = cond_mask.bool()
-        dec = d.decode_rows.to(dev)
+        # host -> device copies of the CPU-drawn row choices never wait for the device (as in the base objective)
+        dec = d.decode_rows.to(dev, non_blocking=True)
         dist_cpu = ~d.decode_rows
-        dist_idx = dist_cpu.nonzero().squeeze(1).to(dev)
+        dist_idx = dist_cpu.nonzero().squeeze(1).to(dev, non_blocking=True)
         t_t = d.t_s + self.h
         z_s = path.interpolate(x, d.eps, d.t_s, cond)
         z_dec = d.lam * x + (1 - d.lam) * c.decoder_noise_scale * d.eps_dec
@@ -171,7 +172,7 @@ class DistillObjective:
             sc_first = sel(x_sc)
             sc_local = d.sc_rows[dist_cpu]  # CPU bool over the distillation rows
             if bool(sc_local.any()):
-                li = sc_local.nonzero().squeeze(1).to(dev)
+                li = sc_local.nonzero().squeeze(1).to(dev, non_blocking=True)
                 with torch.no_grad():
                     x0 = self._teacher_x(zr[li], tr[li], sc_first[li], None if wr is None else wr[li], xr[li],
                                          cr[li])
@@ -185,7 +186,7 @@ class DistillObjective:
         # Student: one forward for every row; the decode head only on the decode rows.
         z_in = torch.where(dec[:, None, None], z_dec, z_s)
         t_in = torch.where(dec, torch.ones_like(d.t_s), d.t_s)
-        dec_idx = d.decode_rows.nonzero().squeeze(1).to(dev)
+        dec_idx = d.decode_rows.nonzero().squeeze(1).to(dev, non_blocking=True)
         out, logits = model(z_in, t_in, x_sc=x_sc, sc_cfg=d.sc_cfg, decode=dec.float(), return_logits=True,
                             logit_rows=dec_idx)
         x_pred, _ = path.to_x_v(out, z_s, d.t_s)

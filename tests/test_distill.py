@@ -5,6 +5,7 @@ distillation used by the resume test in a subprocess.
 """
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -404,3 +405,34 @@ def test_each_round_reports_where_its_distillation_loss_started_and_ended(tmp_pa
     lines.clear()
     report_round_trend(_empty_round(tmp_path), lines.append)
     assert lines == []  # nothing logged yet (a round that stopped before its first log step): no line
+
+
+def test_train_compile_compiles_the_teachers_blocks_once_for_every_round(teacher_run, tmp_path, monkeypatch):
+    """The teacher's K sub-steps run through compiled blocks under train.compile, like the student's; compiled
+    once (the teacher is shared by the rounds). Dynamo's eager backend here: the tracing, without a C++ build."""
+    from elfctl.train import compiled, distill, trainer
+    from elfctl.train.compiled import is_compiled
+
+    calls = []
+
+    def eager(model, **kw):
+        calls.append(model)
+        return compiled.compile_blocks(model, backend="eager")
+
+    monkeypatch.setattr(distill, "compile_blocks", eager)
+    monkeypatch.setattr(trainer, "compile_blocks", eager)
+    torch._dynamo.reset()
+    try:
+        run = tmp_path / "pd"
+        logs = []
+        run_distillation(distill_cfg(teacher_run, run, "train.compile=true"), data_source=SyntheticData,
+                         log=logs.append)
+        # round 1: the teacher (built with the objective), then its student; rounds 2 and 3: their students only
+        teacher = calls[0]
+        assert len(calls) == 4 and sum(m is teacher for m in calls) == 1
+        assert all(is_compiled(b) for m in calls for b in m.blocks)
+        for r in ("round1-4step", "round2-2step", "round3-1step"):
+            losses = [json.loads(x)["loss"] for x in (run / r / "metrics.jsonl").read_text().splitlines()]
+            assert losses and all(math.isfinite(v) for v in losses)
+    finally:
+        torch._dynamo.reset()

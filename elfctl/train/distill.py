@@ -28,6 +28,7 @@ from elfctl.atomic import atomic_write_json
 from elfctl.config import Config, config_from_dict
 from elfctl.errors import ConfigError
 from elfctl.train import checkpoint as ckpt
+from elfctl.train.compiled import compile_blocks, is_compiled
 from elfctl.train.distributed import init_distributed
 from elfctl.train.loggers import read_metrics
 
@@ -263,7 +264,12 @@ def run_distillation(cfg: Config, *, only_round: Optional[int] = None, log: Call
         log(f"{rnd.name}: {steps} steps from {init_from} -> {rnd.run_dir}")
 
         def objective(c: Config, data, device: torch.device, rnd: Round = rnd) -> DistillObjective:
-            return DistillObjective(c.objective, teacher.model.to(device), student_steps=rnd.student_steps,
+            model = teacher.model.to(device)
+            if c.train.compile and not is_compiled(model.blocks[0]):
+                # the teacher's K sub-steps are most of a round's forward passes: its blocks compiled in place as
+                # the student's are (train.compile), once for every round
+                compile_blocks(model)
+            return DistillObjective(c.objective, model, student_steps=rnd.student_steps,
                                     teacher_steps=c.distill.teacher_steps, prediction=c.model.prediction,
                                     teacher_prediction=teacher.cfg.model.prediction,
                                     use_sc_cfg=c.model.num_sc_cfg_tokens > 0, pad_token=c.data.pad_token,
