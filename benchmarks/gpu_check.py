@@ -6,7 +6,7 @@
 Writes ``OUT_DIR/gpu_check.json`` (every step: status, seconds, command, results, what was expected) and
 ``OUT_DIR/gpu_check.md`` (rows for docs/BENCHMARKS.md) after EVERY step, so a run cut short still reports what it
 did; prints the Markdown at the end. Each step runs in a process group of its own with its own time limit (a step
-that overruns is killed with all its children), inside an overall budget (``--budget``, default 420 s). Cheap and
+that overruns is killed with all its children), inside an overall budget (``--budget``, default 390 s). Cheap and
 telling steps first:
 
 1. ``preflight``     versions, where elfctl was imported from, which optional packages are absent (datasets,
@@ -501,7 +501,7 @@ STEPS = ("preflight", "kernel_tests", "elfctl_commands", "kernel_bench", "train_
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.environ.get("OUT") or "gpu_check_results", help="output directory")
-    ap.add_argument("--budget", type=float, default=420.0, help="seconds for every step together (default 7 "
+    ap.add_argument("--budget", type=float, default=390.0, help="seconds for every step together (default 6.5 "
                     "minutes: with the install, well inside 8)")
     ap.add_argument("--only", nargs="+", default=None, choices=STEPS)
     args = ap.parse_args(argv)

@@ -46,5 +46,5 @@ fi
 unset TRITON_INTERPRET
 # No network there: never wait on the hub.
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
-# The budget (default 420 s) ends the steps; this outer limit only catches a hung driver.
-exec timeout --kill-after=10 450 "$py" benchmarks/gpu_check.py --out "$out" "${args[@]}"
+# The budget (default 390 s) ends the steps; this outer limit only catches a hung driver.
+exec timeout --kill-after=10 420 "$py" benchmarks/gpu_check.py --out "$out" "${args[@]}"
