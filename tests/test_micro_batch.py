@@ -105,3 +105,21 @@ def test_cuda_out_of_memory_is_one_line_naming_the_setting(monkeypatch, capsys, 
     assert err == ["error: CUDA out of memory (CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total "
                    "capacity of 79.1 GiB); lower train.micro_batch_size (examples per micro-step on each rank; "
                    "train.batch_size, the global batch, can stay)"]
+
+
+def test_ranks_agree_on_the_smallest_probed_micro_batch(monkeypatch):
+    """Ranks whose probes chose different micro-batches would accumulate different numbers of micro-steps and
+    hang in DDP: they all take the smallest (a stand-in all-reduce: another rank chose 8)."""
+    import torch.distributed as dist
+
+    from elfctl.train.micro_batch import MicroBatch, agree
+
+    def other_rank_chose_8(t, op=None):
+        assert op == dist.ReduceOp.MIN
+        t.fill_(min(int(t), 8))
+
+    monkeypatch.setattr(dist, "all_reduce", other_rank_chose_8)
+    got = agree(MicroBatch(32, 2, "auto: the largest that fit a probe"), 64, "cpu")
+    assert (got.micro, got.grad_accum) == (8, 8) and got.how.endswith("; the smallest over the ranks")
+    same = MicroBatch(4, 16, "auto")
+    assert agree(same, 64, "cpu") is same

@@ -64,20 +64,33 @@ def resolve(setting, grad_accum: int, batch_size: int, world_size: int, *, devic
     return MicroBatch(m, per_rank // m, "train.micro_batch_size")
 
 
-def optimizer_state_bytes(model) -> int:
-    """Moments the first optimizer step allocates (fp32): at most two per parameter (Adam; Muon keeps one)."""
-    return 8 * sum(p.numel() for p in model.parameters() if p.requires_grad)
+def agree(mb: MicroBatch, per_rank: int, device) -> MicroBatch:
+    """Under torchrun: the smallest micro-batch any rank's probe chose (ranks that accumulate a different number
+    of micro-steps would wait for each other's gradients forever). A divisor of the per-rank batch, like each."""
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor(mb.micro, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    m = int(t)
+    return mb if m == mb.micro else MicroBatch(m, per_rank // m, mb.how + "; the smallest over the ranks")
+
+
+def later_state_bytes(model) -> int:
+    """What the trainer allocates after the probe (fp32): the EMA copy, and the moments the first optimizer step
+    creates, at most two per parameter (Adam; Muon keeps one)."""
+    return 12 * sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def cuda_probe(model, objective, *, latent_dim: int, vocab: int, length: int, device, bf16: bool,
                log: Callable[[str], None] = lambda s: None) -> Callable[[int], bool]:
     """``fits(m)``: one forward and backward of the objective on m synthetic rows (every helper pass on, the
-    decode head on a share of rows as the objective draws it), peak plus the optimizer's moments within
-    ``GPU_MEMORY_SHARE`` of the GPU. Leaves no gradients and no cached blocks behind."""
+    decode head on a share of rows as the objective draws it), peak plus the EMA and the optimizer's moments
+    within ``GPU_MEMORY_SHARE`` of the GPU. Leaves no gradients and no cached blocks behind."""
     import torch
 
     total = torch.cuda.get_device_properties(device).total_memory
-    extra = optimizer_state_bytes(model)
+    extra = later_state_bytes(model)
 
     def fits(m: int) -> bool:
         ok = False
@@ -96,7 +109,7 @@ def cuda_probe(model, objective, *, latent_dim: int, vocab: int, length: int, de
                 peak = torch.cuda.max_memory_allocated(device)
             ok = peak + extra <= GPU_MEMORY_SHARE * total
             log(f"train.micro_batch_size=auto: {m} per rank {'fits' if ok else 'leaves too little room'} "
-                f"(probe peak {peak / 2**30:.1f} GiB + {extra / 2**30:.1f} GiB optimizer moments of "
+                f"(probe peak {peak / 2**30:.1f} GiB + {extra / 2**30:.1f} GiB EMA and optimizer moments of "
                 f"{total / 2**30:.0f} GiB)")
         except torch.OutOfMemoryError:
             log(f"train.micro_batch_size=auto: {m} per rank is out of memory")

@@ -332,6 +332,8 @@ class Trainer:
                 log=self._log)
         mb = micro_batch.resolve(cfg.train.micro_batch_size, cfg.train.grad_accum, cfg.train.batch_size,
                                  self.info.world_size, device_type=device.type, fits=fits)
+        if fits is not None and self.info.enabled:  # every rank must accumulate alike: the smallest fit wins
+            mb = micro_batch.agree(mb, cfg.train.batch_size // self.info.world_size, device)
         self._log(f"micro-batch {mb.micro} per rank x grad_accum {mb.grad_accum} x world size "
                   f"{self.info.world_size} = global batch {cfg.train.batch_size} ({mb.how})")
         self.micro = mb
