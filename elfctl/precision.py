@@ -10,13 +10,16 @@ get_float32_matmul_precision()``, the per-backend ``fp32_precision`` and the leg
 the per-backend ``torch.backends.cuda.matmul.fp32_precision`` instead leaves ``get_float32_matmul_precision()``
 raising "mix of the legacy and new APIs", which Inductor reads while compiling (pytorch issue 166387), so
 ``train.compile`` could fail after sampling had set it. Each command applies the policy when it starts and records
-:meth:`Precision.label` (run metadata, samples headers, benchmark rows).
+:meth:`Precision.label` (run metadata, samples headers, benchmark rows). The Gen PPL judge is the exception: it
+scores in its own dtype (``eval.judge_dtype``, part of the protocol) at full fp32 matmul precision
+(:func:`ieee_fp32`), whatever a training or sampling command before it in the same process applied.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 
@@ -57,3 +60,14 @@ def apply(p: Precision) -> Precision:
     """Make ``p`` the process's fp32 matmul precision (the one setter; see the module doc); returns ``p``."""
     torch.set_float32_matmul_precision(p.matmul_precision)
     return p
+
+
+@contextlib.contextmanager
+def ieee_fp32() -> Iterator[None]:
+    """Full-precision fp32 matmuls inside, the process's setting restored after (through the same one setter)."""
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)

@@ -53,3 +53,25 @@ def test_training_and_sampling_record_the_policy(tiny_recipe, tmp_path, restore_
     out = tmp_path / "s.jsonl"
     assert main(["sample", "--run", str(tmp_path / "run"), "--out", str(out)]) == 0
     assert json.loads(out.read_text().splitlines()[0])["precision"] == "fp32"
+
+
+def test_the_judge_scores_at_full_fp32_whatever_ran_before(restore_matmul_precision):
+    """In one process (elfctl ablate: train, sample, then eval) the judge never inherits TF32."""
+    from elfctl.eval.genppl import Row, score_rows
+    from elfctl.eval.judge import Judge
+
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, input_ids, attention_mask=None):
+            seen.append(torch.get_float32_matmul_precision())
+            return type("Out", (), {"logits": torch.zeros(*input_ids.shape, 7)})()
+
+    apply(policy("cuda", True))  # what a training or sampling command on a GPU leaves
+    score_rows([Row([1, 2, 3], [1, 1], [1, 2, 3])], Judge("rec", Recorder(), None), batch_size=1)
+    assert seen == ["highest"]
+    assert torch.get_float32_matmul_precision() == "high"  # restored for the commands after it

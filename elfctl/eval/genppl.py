@@ -94,6 +94,8 @@ def score_rows(rows: Sequence[Row], judge: Judge, *, batch_size: int = 8) -> lis
     """(summed NLL, scored tokens) per row."""
     import torch
 
+    from elfctl.precision import ieee_fp32
+
     model = judge.model
     try:
         device = next(model.parameters()).device
@@ -117,7 +119,9 @@ def score_rows(rows: Sequence[Row], judge: Judge, *, batch_size: int = 8) -> lis
         kwargs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
         if pass_positions:
             kwargs["position_ids"] = torch.arange(width, device=device).expand(len(group), width)
-        with torch.inference_mode():
+        # the judge's dtype is part of the protocol and TF32 is not: full fp32 matmuls, whatever a training or
+        # sampling command before it in this process applied (elfctl.precision)
+        with torch.inference_mode(), ieee_fp32():
             logits = model(**kwargs).logits[:, :-1]
             targets = ids[:, 1:].to(device)
             nll = torch.empty(len(group), width - 1, dtype=torch.float64, device=device)
