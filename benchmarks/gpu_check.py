@@ -103,7 +103,8 @@ class Run:
         full_env = {**os.environ, **(env or {})}
         for k in [k for k, v in (env or {}).items() if v is None]:
             full_env.pop(k, None)
-        print(f"[gpu_check] {name}: {' '.join(cmd)}  (limit {limit:.0f} s)", flush=True)
+        shown = " ".join(c if "\n" not in c else "'<code>'" for c in cmd)  # inline -c code: recorded, not printed
+        print(f"[gpu_check] {name}: {shown}  (limit {limit:.0f} s)", flush=True)
         t0 = time.monotonic()
         rc, out, err = run_group(cmd, env=full_env, limit=limit)
         rec = {"step": name, "status": "ok" if rc == 0 else "failed", "rc": rc, "seconds": round(time.monotonic() - t0, 1),

@@ -31,7 +31,7 @@ echo "[rehearsal] $work: downloading the machine's package set (${MACHINE[*]})"
 echo "[rehearsal] a clean venv with only that set (--no-index)"
 rm -rf "$work/venv"
 "$py" -m venv "$work/venv"
-"$work/venv/bin/python3" -m pip install -q --no-index --find-links "$work/machine" "${MACHINE[@]}"
+"$work/venv/bin/python3" -m pip install -q --no-compile --no-index --find-links "$work/machine" "${MACHINE[@]}"
 for absent in datasets rouge_score gguf; do
     if "$work/venv/bin/python3" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$absent') is None)"; then
         echo "error: $absent is installed in the rehearsal venv; the lent machine has none" >&2
