@@ -316,6 +316,7 @@ def _records(job: _Job, res, start: int, batch_inputs: list[dict], cond, layout)
     n_cond = cond.mask.sum(dim=1).cpu().tolist() if job.conditional else None
     traj = [(k, t.cpu().tolist()) for k, t in res.trajectory]
     pieces: dict = {}  # token pieces memoized across the batch's frames
+    mask_id = getattr(job.sampler, "mask_id", None)  # a masked-diffusion sampler's canvas shows [MASK]
     out = []
     for j, ids in enumerate(all_ids):
         rec = {"type": "sample", "index": start + j}
@@ -332,13 +333,14 @@ def _records(job: _Job, res, start: int, batch_inputs: list[dict], cond, layout)
             rec["text"] = decode_ids(tok, ids)
         rec["token_ids"] = ids
         if traj:  # each frame shows what the final text shows: the target of a conditional, the infill's full text
-            rec["trajectory"] = [_frame(tok, k, t[j], n_cond[j] if job.conditional else 0, layout, pieces)
-                                 for k, t in traj]
+            rec["trajectory"] = [_frame(tok, k, t[j], n_cond[j] if job.conditional else 0, layout, pieces,
+                                        mask_id) for k, t in traj]
         out.append(rec)
     return out
 
 
-def _frame(tok, step: int, row: list[int], n_cond: int, layout: Optional[dict], cache: dict) -> dict:
+def _frame(tok, step: int, row: list[int], n_cond: int, layout: Optional[dict], cache: dict,
+           mask_id: Optional[int] = None) -> dict:
     """One trajectory frame of one row, cut as the final text is (condition dropped; infill prefix + middle +
     suffix, the pinned prefix and suffix marked)."""
     from elfctl.data.tokenize import eos_id
@@ -346,10 +348,11 @@ def _frame(tok, step: int, row: list[int], n_cond: int, layout: Optional[dict], 
     from elfctl.sampling.trajectory import frame_record
 
     if layout is None:
-        return frame_record(tok, step, row[n_cond:], cache=cache)
+        return frame_record(tok, step, row[n_cond:], cache=cache, mask_id=mask_id)
     mid, full = infill_text_ids(row, layout, eos_id(tok))
     pre, suf = len(layout["prefix_ids"]), len(layout["suffix_ids"])
-    return frame_record(tok, step, full, pinned=[(0, pre), (pre + len(mid), pre + len(mid) + suf)], cache=cache)
+    return frame_record(tok, step, full, pinned=[(0, pre), (pre + len(mid), pre + len(mid) + suf)], cache=cache,
+                        mask_id=mask_id)
 
 
 def _header(job: _Job, seed: int, *, stats: Optional[dict] = None, wall: Optional[float] = None,

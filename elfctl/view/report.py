@@ -316,7 +316,8 @@ def ablation_html(root: Path) -> str:
     for r in rows:  # (text, is a number)
         cells = [(r.get("variant"), False)] + ([(r.get("series", "model"), False)] if series else [])
         if x_key:
-            cells.append((_num(r.get("x")), True))
+            x = r.get("x")
+            cells.append((f"{x:g}" if isinstance(x, (int, float)) else _num(x), True))
         cells += [(_overrides(r.get("train")), False), (_overrides(r.get("sample")), False),
                   (_num(r.get("step")), True), (_num(r.get("train_loss"), 4), True),
                   (with_interval(r.get("genppl"), r.get("genppl_ci95"), 1), True),

@@ -145,7 +145,8 @@ SCRIPT = r"""
   speedSel.addEventListener("change", () => { if (timer !== null) { stop(); start(); } });
   document.addEventListener("keydown", (e) => {
     const tag = e.target && e.target.tagName;
-    if (tag === "SELECT" || e.target === slider || e.altKey || e.ctrlKey || e.metaKey) return;
+    if (tag === "SELECT" || e.altKey || e.ctrlKey || e.metaKey) return;
+    if (e.target === slider && e.key !== " ") return;  // the slider moves itself on arrows, Home and End
     if (e.key === "ArrowRight") { stop(); show(pos + 1); }
     else if (e.key === "ArrowLeft") { stop(); show(pos - 1); }
     else if (e.key === "Home") { stop(); show(0); }
