@@ -356,7 +356,7 @@ def test_trajectory_all_records_every_step_with_display_tokens(make_run, tmp_pat
     for s in samples:
         assert [f["step"] for f in s["trajectory"]] == [0, 1, 2]
         for f in s["trajectory"]:
-            assert "".join(f["tokens"]).strip() == f["text"]  # the tokens are the text, piece by piece
+            assert "".join(f["tokens"]) == f["text"]  # the tokens are the text, piece by piece
             assert not {"[SEP]", "[PAD]"} & {t.strip() for t in f["tokens"]}
             assert "pinned" not in f
     assert main(["sample", "--run", str(run), "--out", str(out), "--trajectory", "1", "--num-samples", "1"]) == 0
@@ -382,7 +382,7 @@ def test_infill_trajectory_marks_the_pinned_prefix_and_suffix(make_run, tmp_path
             (a, b), (c, d) = f["pinned"]
             assert (a, b) == (0, 2) and d == len(f["tokens"])
             assert "".join(f["tokens"][a:b]) == "the big" and "".join(f["tokens"][c:d]).strip() == "on the mat"
-            assert f["text"] == "".join(f["tokens"]).strip()
+            assert f["text"] == "".join(f["tokens"])
 
 
 def test_a_frame_is_cut_as_the_final_text_is(tiny_encoder_dir):

@@ -5,7 +5,7 @@ import pytest
 
 from conftest import make_tokenizer_dir
 from elfctl.errors import ConfigError
-from elfctl.sampling.trajectory import frame_record, parse_trajectory, token_pieces, trajectory_steps
+from elfctl.sampling.trajectory import align_pieces, frame_record, parse_trajectory, token_pieces, trajectory_steps
 
 
 @pytest.fixture(scope="module")
@@ -45,3 +45,10 @@ def test_a_mask_token_is_shown_as_MASK(tok):
     mask = w["[UNK]"]  # stands in for a masked-diffusion tokenizer's mask token
     rec = frame_record(tok, 0, [w["the"], mask, mask, w["cat"]], mask_id=mask)
     assert rec["tokens"] == ["the", " [MASK]", " [MASK]", " cat"] and rec["text"] == "the [MASK] [MASK] cat"
+
+
+def test_pieces_are_recut_to_spell_a_cleaned_up_text_exactly():
+    # a decode's clean-up joins "isn ' t" into "isn't": pair pieces cannot see that, the cores stay in order
+    assert align_pieces(["isn", " '", " t", " it", "?"], "isn't it?") == ["isn", "'", "t", " it", "?"]
+    assert align_pieces(["a", " zz", " b"], "a b c") == ["a", "", " b c"]  # a lost core: empty; the rest at the end
+    assert align_pieces([], "") == []

@@ -285,3 +285,18 @@ def test_the_shipped_ablation_results_render(tmp_path):
     rows = json.loads((root / "results.json").read_text())["rows"]
     assert all(r["variant"] in html for r in rows)
     assert html.count("data:image/png;base64,") == len(list(root.glob("*.png")))
+
+
+def test_view_never_imports_torch(four_and_eight, tmp_path):
+    """A page is written without loading torch (so it takes well under a second)."""
+    import subprocess
+    import sys
+
+    a, _ = four_and_eight
+    root = Path(__file__).resolve().parent.parent / "docs" / "results" / "steps"
+    code = ("import sys; from elfctl.cli import main; "
+            f"assert main(['view', {str(a)!r}, '--out', {str(tmp_path / 'a.html')!r}]) == 0; "
+            f"assert main(['view', {str(root)!r}, '--out', {str(tmp_path / 'b.html')!r}]) == 0; "
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("NO-TORCH"), out[-300:]

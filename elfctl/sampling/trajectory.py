@@ -2,7 +2,7 @@
 
 A frame is what the text would be if sampling stopped after step k (``{"step", "text", "tokens", "pinned"?}``):
 ``tokens`` are display pieces of the same ids ``text`` decodes (cut at the first eos, special tokens dropped except
-the mask token, shown as ``[MASK]``), so ``elfctl view`` can mark, position by position, what changed since the
+the mask token, shown as ``[MASK]``; ``"".join(tokens) == text``), so ``elfctl view`` can mark, position by position, what changed since the
 previous frame without a tokenizer. ``pinned`` lists ``[start, end)`` token ranges held fixed (infill prefix and
 suffix). docs/VIEWER.md describes the format.
 """
@@ -81,6 +81,26 @@ def token_pieces(tok, ids: Sequence[int], *, mask_id: Optional[int] = None,
     return out
 
 
+def align_pieces(pieces: Sequence[str], text: str) -> list[str]:
+    """Pieces re-cut so that ``"".join`` is exactly ``text``: each token takes the text up to the end of its own
+    core (its piece without spaces), found in order. A decode's clean-up can move spaces across tokens (BERT
+    writes ``isn ' t`` as ``isn't``), which pair pieces cannot see; the cores stay in order. A core not found
+    keeps an empty piece; text after the last core goes to the last piece."""
+    out, cursor = [], 0
+    for piece in pieces:
+        core = piece.strip()
+        found = text.find(core, cursor) if core else -1
+        if found < 0:
+            out.append("")
+            continue
+        end = found + len(core)
+        out.append(text[cursor:end])
+        cursor = end
+    if out and cursor < len(text):
+        out[-1] += text[cursor:]
+    return out
+
+
 def frame_record(tok, step: int, ids: Sequence[int], *, pinned: Sequence[tuple[int, int]] = (),
                  mask_id: Optional[int] = None, cache: Optional[dict] = None) -> dict:
     """One trajectory frame of one sample. ``pinned``: [start, end) ranges of ``ids`` positions held fixed; the
@@ -90,7 +110,13 @@ def frame_record(tok, step: int, ids: Sequence[int], *, pinned: Sequence[tuple[i
     ids = [int(i) for i in ids]
     keep = _visible_positions(tok, ids, mask_id)
     tokens = token_pieces(tok, [ids[p] for p in keep], mask_id=mask_id, cache=cache)
-    text = decode_ids(tok, ids) if mask_id is None else "".join(tokens).strip()
+    if mask_id is None:  # the tokens spell the sample's own text, clean-up of the decode included
+        text = decode_ids(tok, ids)
+        tokens = align_pieces(tokens, text)
+    else:  # a decode drops the mask token: the text is the pieces'
+        if tokens:
+            tokens[-1] = tokens[-1].rstrip()
+        text = "".join(tokens)
     rec = {"step": int(step), "text": text, "tokens": tokens}
     spans = []
     for a, b in pinned:  # token j is pinned when its position keep[j] is in [a, b)
