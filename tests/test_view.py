@@ -250,7 +250,7 @@ def test_run_report_has_config_loss_curve_samples_and_scores(tmp_path, capsys):
     assert "step_00000400" in html and "elf-tiny" in html
 
 
-def test_ablation_report_has_table_plots_and_samples_even_after_a_move(tmp_path):
+def test_ablation_report_has_table_plots_and_samples_even_after_a_move(tmp_path, capsys):
     root = tmp_path / "steps-quick"
     (root / "samples").mkdir(parents=True)
     write_samples(root / "samples" / "steps-8-abc.jsonl", header(8, num=3),
@@ -274,6 +274,9 @@ def test_ablation_report_has_table_plots_and_samples_even_after_a_move(tmp_path)
     assert "data:image/png;base64," + base64.b64encode(PNG_1PX).decode() in html
     assert "eight one" in html and "eight three" in html and "samples file not found" in html
     assert "builtin:smollm2-135m" in html and "5334b2650881" in html
+    # the folder above (runs/ablate): one line naming the ablations in it
+    assert main(["view", str(tmp_path), "--out", str(out)]) == 2
+    assert "it holds steps-quick: view one of them" in capsys.readouterr().err
 
 
 def test_the_shipped_ablation_results_render(tmp_path):

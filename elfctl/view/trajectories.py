@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 from elfctl.errors import ConfigError
+from elfctl.sampling.trajectory import MASK_PIECE  # (that module loads no torch)
 
-MASK_PIECE = "[MASK]"  # elfctl.sampling.trajectory.MASK_PIECE; not imported, so the viewer never loads torch
 DEFAULT_SAMPLES = 8    # samples embedded when none are chosen: the first ones with a trajectory
 RECORD_HINT = ("record them with `elfctl sample --trajectory all --num-samples 4 --out traj.jsonl` "
                "(or --trajectory 0,8,16,31 for chosen steps)")
@@ -30,7 +30,7 @@ PINNED, MASK, CHANGED, SAME = "p", "m", "n", "."
 KINDS = {PINNED: "pinned (prompt, infill prefix/suffix)", MASK: "masked position", CHANGED: "changed since the "
          "previous frame", SAME: "unchanged"}
 
-_WORDS = re.compile(r"\s*(?:\[MASK\]|(?:(?!\[MASK\])\S)+)|\s+$")
+_WORDS = re.compile(r"\s*(?:{m}|(?:(?!{m})\S)+)|\s+$".format(m=re.escape(MASK_PIECE)))
 _INDEX = re.compile(r'"index"\s*:\s*(-?\d+)')
 
 
@@ -183,7 +183,7 @@ def read_panel(path: Path, chosen: Optional[Sequence[int]] = None, limit: int = 
     ``limit`` samples that have a trajectory). Lines of other samples are never parsed."""
     path = Path(path)
     check_samples_path(path)
-    header, picked, seen, with_traj = None, {}, 0, 0
+    header, picked, seen = None, {}, 0
     want = None if chosen is None else set(int(i) for i in chosen)
     try:
         f = open(path, encoding="utf-8")
@@ -207,10 +207,8 @@ def read_panel(path: Path, chosen: Optional[Sequence[int]] = None, limit: int = 
             if row.get("type") != "sample":
                 continue
             index = int(row.get("index", seen - 1))
-            has = bool(row.get("trajectory"))
-            with_traj += has
             if want is None:
-                if has:
+                if row.get("trajectory"):
                     picked[index] = row
                 if len(picked) >= limit:
                     break
