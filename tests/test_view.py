@@ -235,7 +235,7 @@ def test_run_report_has_config_loss_curve_samples_and_scores(tmp_path, capsys):
     samples = write_samples(run / "samples" / "ode-64-s0.jsonl", header(64, num=2),
                             [{"text": "first <sample>"}, {"text": "second sample"}])
     (run / "eval" / "ode-64-s0.genppl.json").write_text(json.dumps({
-        "inputs": [str(samples)], "rows": {"model": {"genppl": 412.5, "genppl_ci95": [380.25, 450.0],
+        "inputs": [str(samples)], "rows": {"model": {"genppl": 412.5, "genppl_ci95": [380.31, 450.0],
                                                       "entropy": 2.5, "entropy_ci95": [2.4, 2.6]}},
         "judge_label": "judge: SmolLM2-135M (offline)", "protocol_line": "protocol elf (hash 5334b2650881)"}))
     (run / "eval" / "other.genppl.json").write_text(json.dumps({"inputs": ["/elsewhere/x.jsonl"], "rows": {}}))
@@ -244,7 +244,7 @@ def test_run_report_has_config_loss_curve_samples_and_scores(tmp_path, capsys):
     html = (run / "report.html").read_text()
     assert "first &lt;sample&gt;" in html and "second sample" in html
     assert "<polyline" in html and "training loss" in html  # the loss curve (the torn last line is left out)
-    assert "412.500 [380.250, 450.000]" in html and "2.500 [2.400, 2.600]" in html
+    assert "412.5 [380.3, 450.0]" in html and "2.500 [2.400, 2.600]" in html
     assert "judge: SmolLM2-135M (offline)" in html and "protocol elf (hash 5334b2650881)" in html
     assert "other.genppl.json" not in html
     assert "step_00000400" in html and "elf-tiny" in html

@@ -165,11 +165,11 @@ def _scores_html(res: dict, name: str) -> str:
         if not isinstance(row, dict):
             continue
         label = {"model": "samples", "data": "real data", "random": "random tokens"}.get(key, key)
-        for metric, title in (("genppl", "Gen PPL"), ("entropy", "entropy (nats)")):
+        for metric, title, digits in (("genppl", "Gen PPL", 1), ("entropy", "entropy (nats)", 3)):
             if metric in row:
                 spread = row.get(f"{metric}_std_over_seeds")
-                value = (f"{_num(row[metric])} ± {_num(spread)} over {row.get('seeds')} seeds" if spread is not None
-                         else with_interval(row[metric], row.get(f"{metric}_ci95")))
+                value = (f"{_num(row[metric], digits)} ± {_num(spread, digits)} over {row.get('seeds')} seeds"
+                         if spread is not None else with_interval(row[metric], row.get(f"{metric}_ci95"), digits))
                 rows.append((f"{label}: {title}", value))
     if "bleu" in res:
         rows.append(("BLEU", with_interval(res["bleu"], res.get("bleu_ci95"))))
@@ -241,8 +241,8 @@ def run_html(run: Path) -> str:
         summary = _config_summary(text)
         if ckpts:
             summary.append(("checkpoints", f"{len(ckpts)} (latest {ckpts[-1]})"))
-        parts.append("<table class=\"kv\">" + "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>"
-                                                      for k, v in summary) + "</table>")
+        parts.append('<div class="settings">' + "".join(f"<span>{esc(k)} <b>{esc(v)}</b></span>"
+                                                        for k, v in summary) + "</div>")
         parts.append(f"<details><summary>config.yaml</summary><pre>{esc(text)}</pre></details>")
     else:
         parts.append('<p class="note">no config.yaml (training has not started here)</p>')
