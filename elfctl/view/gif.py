@@ -9,7 +9,7 @@ has it, else Pillow's own; a sequence longer than :data:`MAX_LINES` lines is cut
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 from elfctl.errors import ConfigError
 from elfctl.view.trajectories import CHANGED, MASK, PINNED, Panel, frame_at, timeline
@@ -207,9 +207,3 @@ def write_gif(panels: Sequence[Panel], path: Path, sample_pos: int = 0, frame_ms
                        disposal=1)
     return len(images)
 
-
-def gif_frame_count(path: Path) -> Optional[int]:
-    """Frames in a GIF file (for checks)."""
-    Image, _, _ = _pillow()
-    with Image.open(path) as im:
-        return getattr(im, "n_frames", 1)
