@@ -84,12 +84,8 @@ def _overridden(overrides: Sequence[str], key: str) -> bool:
     return any(".".join(parse_override(o)[0]) == key for o in overrides)
 
 
-def build_config(arch: Architecture, recipe: str, source: str, *, run_dir: Path, step: int, tokenizer: str,
-                 overrides: Sequence[str] = ()) -> Config:
-    """The resolved config of the imported run: the recipe, the checkpoint's shape, the authors' sampling."""
-    path = find_recipe(recipe)
-    data = _load_raw(path)
-    base = config_from_dict(dict(data), name=recipe)
+def model_section(arch: Architecture) -> dict:
+    """The ``model`` keys that describe exactly the network of the checkpoint's tensors."""
     model = {"prediction": "x", "bottleneck_dim": arch.bottleneck_dim, "num_time_tokens": arch.num_time_tokens,
              "num_sc_cfg_tokens": arch.num_sc_cfg_tokens, "num_mode_tokens": arch.num_mode_tokens,
              "depth": None, "hidden_size": None, "num_heads": None}
@@ -97,6 +93,16 @@ def build_config(arch: Architecture, recipe: str, source: str, *, run_dir: Path,
         model["preset"] = arch.preset
     else:  # a shape of its own: the overrides say it
         model.update(depth=arch.depth, hidden_size=arch.hidden_size, num_heads=arch.num_heads)
+    return model
+
+
+def build_config(arch: Architecture, recipe: str, source: str, *, run_dir: Path, step: int, tokenizer: str,
+                 overrides: Sequence[str] = ()) -> Config:
+    """The resolved config of the imported run: the recipe, the checkpoint's shape, the authors' sampling."""
+    path = find_recipe(recipe)
+    data = _load_raw(path)
+    base = config_from_dict(dict(data), name=recipe)
+    model = model_section(arch)
     sample = dict(sampling_for(recipe, source) or {})
     if "bf16" in {f.name for f in dataclasses.fields(SampleConfig)}:
         sample["bf16"] = True  # the authors sample under bf16 autocast on CUDA (fp32 on the CPU)
