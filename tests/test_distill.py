@@ -404,3 +404,24 @@ def test_each_round_reports_where_its_distillation_loss_started_and_ended(tmp_pa
     lines.clear()
     report_round_trend(_empty_round(tmp_path), lines.append)
     assert lines == []  # nothing logged yet (a round that stopped before its first log step): no line
+
+
+def test_a_changed_distillation_says_pass_new_and_distill_has_it(teacher_run, tmp_path, capsys):
+    """The refusal tells the user to pass --new; `elfctl distill` has that flag (it did not) and it starts the
+    rounds in a new directory beside the old one, which stays as it was."""
+    run = tmp_path / "pd"
+    run_distillation(distill_cfg(teacher_run, run), only_round=1, data_source=SyntheticData, **QUIET)
+    changed = distill_cfg(teacher_run, run, "distill.round_steps=[5,3,3]", "optim.blr=0.02")
+    with pytest.raises(ConfigError, match="pass --new") as e:
+        run_distillation(changed, only_round=1, data_source=SyntheticData, **QUIET)
+    assert "optim.blr" in str(e.value)
+    before = sorted(p.name for p in (run / "round1-4step" / "checkpoints").iterdir())
+    dirs = run_distillation(changed, only_round=1, new=True, data_source=SyntheticData, **QUIET)
+    assert dirs[0] == tmp_path / "pd-2" / "round1-4step"
+    assert int(ckpt.read_meta(ckpt.latest_checkpoint(dirs[0]))["step"]) == 5
+    assert sorted(p.name for p in (run / "round1-4step" / "checkpoints").iterdir()) == before
+    from elfctl.cli import main
+
+    capsys.readouterr()
+    assert main(["distill", "--help"]) == 0
+    assert "--new" in capsys.readouterr().out
