@@ -121,3 +121,26 @@ def test_the_summary_table_shows_each_score_with_its_interval():
     assert with_interval(row["genppl"], row["genppl_ci95"], 1) == "418.8 [388.7, 452.9]"
     assert with_interval(row["entropy"], row["entropy_ci95"], 3) == "2.539 [2.513, 2.565]"
     assert with_interval(7.0, None, 1) == "7.0" and with_interval(None, None, 1) == "-"  # no bootstrap, no score
+
+
+def test_the_table_and_results_carry_the_metrics_asked_for(tmp_path, tiny_recipe, capsys, monkeypatch):
+    """metrics: [diversity] -> diversity columns and numbers, no empty Gen PPL column or judge line."""
+    monkeypatch.setenv("COLUMNS", "250")            # rich wraps a wide table to the terminal
+    monkeypatch.chdir(tmp_path)
+    recipe = tiny_recipe()
+    _train(recipe)
+    spec = _spec(tmp_path, recipe, variants="  - {name: v, sample: [sample.steps=2]}\n")
+    capsys.readouterr()
+    assert main(["ablate", str(spec.path), "--out", str(tmp_path / "ablate")]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if "variant" in line)
+    assert "distinct_1" in header and "repetition_4gram" in header and "Gen PPL" not in header, out
+    assert "judge" not in out
+    res = json.loads((tmp_path / "ablate" / "tiny-ablation-quick" / "results.json").read_text())
+    assert res["metrics"] == ["diversity"]
+    row = res["rows"][0]
+    scored = json.loads(open(row["eval"]).read())["diversity"]
+    assert row["distinct_1"] == scored["distinct_1"] and row["repetition_4gram"] == scored["repetition_4gram"]
+    assert 0 < row["distinct_1"] <= 1
+    value_line = next(line for line in out.splitlines() if line.strip("│ ").startswith("v "))
+    assert f"{row['distinct_1']:.3f}" in value_line
