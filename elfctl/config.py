@@ -91,7 +91,7 @@ class DataConfig:
     packing: bool = _f(False, "Unconditional: concatenate texts and cut into full windows instead of padding.")
     max_examples: Optional[int] = _f(None, "Use at most this many training examples.", lo=1)
     data_dir: Optional[str] = _f(None, "Where built-in datasets and downloaded assets are cached "
-                                 "(default: $ELFCTL_CACHE or ~/.cache/elfctl).")
+                                 "(default: $ELFCTL_CACHE, else $XDG_CACHE_HOME/elfctl, else ~/.cache/elfctl).")
     latent_cache: Optional[str] = _f(None, "Directory of a latent cache built by `elfctl encode` (default: "
                                      "<run_dir>/latents when present).")
     precompute_latents: bool = _f(False, "train: encode the training set once into <run_dir>/latents before the "
