@@ -242,6 +242,8 @@ def run_ablation(spec: AblationSpec, scale: str, out: Path, *, extra: list[str] 
                "finding": spec.finding, "plot_x": spec.plot_x, "metrics": asked, "rows": rows}
     from elfctl.ablate.plots import write_plots
 
-    summary["plots"] = [str(p) for p in write_plots(summary, root)]
-    atomic_write_json(root / "results.json", summary)
+    try:
+        summary["plots"] = [str(p) for p in write_plots(summary, root)]
+    finally:  # the scores never depend on the plots: a plot that fails still leaves results.json
+        atomic_write_json(root / "results.json", summary)
     return summary
