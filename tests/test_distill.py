@@ -425,3 +425,11 @@ def test_a_changed_distillation_says_pass_new_and_distill_has_it(teacher_run, tm
     capsys.readouterr()
     assert main(["distill", "--help"]) == 0
     assert "--new" in capsys.readouterr().out
+
+
+def test_round_lines_say_1_step_and_1_sub_step():
+    """'1 steps from' and '1 teacher sub-steps' were printed (as '1 warm-up steps' in the length line)."""
+    from elfctl.train.distill import Round
+
+    assert Round(2, 1, 1, Path("r")).name == "round 2 (1-step student, 1 teacher sub-step)"
+    assert Round(1, 8, 2, Path("r")).name == "round 1 (8-step student, 2 teacher sub-steps)"

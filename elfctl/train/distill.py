@@ -45,7 +45,8 @@ class Round:
 
     @property
     def name(self) -> str:
-        return f"round {self.index} ({self.student_steps}-step student, {self.sub_steps} teacher sub-steps)"
+        return (f"round {self.index} ({self.student_steps}-step student, {self.sub_steps} teacher "
+                f"sub-step{'' if self.sub_steps == 1 else 's'})")
 
 
 def plan_rounds(cfg: Config) -> list[Round]:
@@ -267,7 +268,7 @@ def run_distillation(cfg: Config, *, only_round: Optional[int] = None, new: bool
         if int(os.environ.get("RANK", "0")) == 0:
             rnd.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(rnd.run_dir / ROUND_META, meta)
-        log(f"{rnd.name}: {steps} steps from {init_from} -> {rnd.run_dir}")
+        log(f"{rnd.name}: {steps} step{'' if steps == 1 else 's'} from {init_from} -> {rnd.run_dir}")
 
         def objective(c: Config, data, device: torch.device, rnd: Round = rnd) -> DistillObjective:
             return DistillObjective(c.objective, teacher.model.to(device), student_steps=rnd.student_steps,
