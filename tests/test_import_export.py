@@ -417,8 +417,8 @@ def test_reimport_into_a_run_trained_from_the_import_is_refused_like_any_run(tmp
     """Same rule as an ordinary run: once trained, its saved config never changes (it was silently rewritten)."""
     src = write_authors_file(tmp_path / "dl", *tiny_models(vocab), step=7)
     run = tmp_path / "run"
-    over = ["--recipe", "owt", *text_overrides(tiny_encoder_dir, tiny_corpus), "data.pretokenized=null", "train.epochs=null",
-            "train.steps=8", "train.batch_size=4", "train.save_every=1", "optim.optimizer=adamw",
+    over = ["--recipe", "owt", *text_overrides(tiny_encoder_dir, tiny_corpus), "data.pretokenized=null",
+            "train.epochs=null", "train.steps=8", "train.batch_size=4", "train.save_every=1", "optim.optimizer=adamw",
             "optim.warmup_epochs=null", "optim.warmup_steps=0", "train.device=cpu"]
     assert main(["import", str(src), "--out", str(run), *over]) == 0
     assert main(["train", str(run / "config.yaml")]) == 0
@@ -463,3 +463,21 @@ def test_files_that_are_no_checkpoint_and_missing_paths_are_one_line_exit_2(tmp_
         assert main(["import", missing]) == 2
         err = one_line_error(capsys)
         assert f"file not found: {missing}" in err and "hub" not in err.split("give")[0], err
+
+
+def test_a_bare_file_takes_the_tokenizer_of_the_encoder_it_is_told(tmp_path, tiny_encoder_dir, tiny_corpus, vocab,
+                                                                   capsys):
+    """A file without the export's entry (the authors', or an older export): encoder.source names another encoder,
+    and its own tokenizer comes with it (the importer used to set t5-small's always: 'vocabulary 34 vs 32100');
+    a recipe whose encoder is not t5-small keeps its own tokenizer too."""
+    src = write_authors_file(tmp_path / "dl", *tiny_models(vocab), step=7)
+    from elfctl.config import load_resolved
+
+    assert main(["import", str(src), "--out", str(tmp_path / "a"), "--recipe", "owt",
+                 f"encoder.source={tiny_encoder_dir}"]) == 0, capsys.readouterr().err
+    assert load_resolved(tmp_path / "a" / "config.yaml").encoder.tokenizer is None  # the encoder's own
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text(f"extends: quickstart\nencoder: {{source: {tiny_encoder_dir}}}\n")
+    assert main(["import", str(src), "--out", str(tmp_path / "b"), "--recipe", str(recipe)]) == 0, \
+        capsys.readouterr().err
+    assert load_resolved(tmp_path / "b" / "config.yaml").encoder.source == str(tiny_encoder_dir)
