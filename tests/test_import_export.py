@@ -481,3 +481,20 @@ def test_a_bare_file_takes_the_tokenizer_of_the_encoder_it_is_told(tmp_path, tin
     assert main(["import", str(src), "--out", str(tmp_path / "b"), "--recipe", str(recipe)]) == 0, \
         capsys.readouterr().err
     assert load_resolved(tmp_path / "b" / "config.yaml").encoder.source == str(tiny_encoder_dir)
+
+
+def test_an_export_carrying_a_config_this_elfctl_cannot_load_says_so(tmp_path, vocab, capsys):
+    raw, ema = tiny_models(vocab)
+    src = write_authors_file(tmp_path / "dl", raw, ema, step=2)
+    payload = torch.load(src, weights_only=True)
+    payload["elfctl"] = {"format": 1, "config": "name: x\nmodel: {future_key: 1}\n", "elfctl_version": "9.0"}
+    torch.save(payload, src)
+    assert main(["import", str(src), "--out", str(tmp_path / "run")]) == 2
+    err = one_line_error(capsys)
+    assert "the run config this export carries does not load here" in err and "future_key" in err
+    assert "--recipe NAME" in err
+    payload["elfctl"] = {"format": 2, "config": "", "elfctl_version": "9.0"}
+    torch.save(payload, src)
+    assert main(["import", str(src), "--out", str(tmp_path / "run")]) == 2
+    assert "export format 2" in one_line_error(capsys)
+    assert not (tmp_path / "run").exists()

@@ -68,4 +68,12 @@ def build_carried_config(arch, carried: dict, source: str, *, recipe: Optional[s
     description = str(data.get("description") or "")
     ours.update(model=model_section(arch), train={"run_dir": str(run_dir)},
                 description=f"{description} - imported from {source} (step {step})".lstrip(" -"))
-    return config_from_dict(apply_overrides(_deep_merge(data, ours), overrides))
+    merged = apply_overrides(_deep_merge(data, ours), overrides)
+    try:
+        return config_from_dict(merged)
+    except ConfigError as e:
+        if recipe:
+            raise
+        # e.g. an export of a newer elfctl whose config has keys this one lacks
+        raise ConfigError(f"{source}: the run config this export carries does not load here ({e}); pass --recipe "
+                          f"NAME to import it on a shipped recipe instead") from None
