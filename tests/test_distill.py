@@ -433,3 +433,16 @@ def test_round_lines_say_1_step_and_1_sub_step():
 
     assert Round(2, 1, 1, Path("r")).name == "round 2 (1-step student, 1 teacher sub-step)"
     assert Round(1, 8, 2, Path("r")).name == "round 1 (8-step student, 2 teacher sub-steps)"
+
+
+def test_a_list_of_round_lengths_loads_whatever_union_python_cached_first():
+    """`Optional[int | list[int]]` written by any module imported before (typing caches equal unions) made
+    `Optional[list[int] | int]` read as int first: 'distill.round_steps: must be an integer, got [80, 320]'."""
+    code = ("from typing import Optional\nOptional[int | list[int]]\nOptional[float | list[float]]\n"
+            "from elfctl.config import load_config\n"
+            "cfg = load_config('quickstart-pd', ['distill.round_epochs=null'])\n"
+            "print(cfg.distill.round_steps, load_config(None, ['distill.rounds=[2,1]', "
+            "'distill.round_epochs=[0.5,2]']).distill.round_epochs)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[80,", "320]", "[0.5,", "2.0]"]
