@@ -331,6 +331,12 @@ def test_flags_that_would_be_ignored_are_refused_or_warned(make_run, tmp_path, c
     warnings = [x for x in capsys.readouterr().out.splitlines() if x.startswith("warning:")]
     assert warnings == [f"warning: 5 samples asked for, but --input {inputs} has 2 inputs: drawing 2, one per input"]
     assert len(_lines(out)) == 1 + 2
+    # no --num-samples: the recipe's sample.num_samples (3) is more than the file's 2 inputs; said in one line
+    assert main(["sample", "--run", cond, "--input", str(inputs), "--out", str(out)]) == 0
+    said = [x for x in capsys.readouterr().out.splitlines() if "inputs" in x]
+    assert said == [f"--input {inputs} has 2 inputs: drawing 2, one per input (the recipe's sample.num_samples, 3, "
+                    f"applies to the held-out inputs only)"]
+    assert len(_lines(out)) == 1 + 2
     assert main(["sample", "--run", cond, "--prompt", "the cat", "--out", str(out)]) == 0
     assert len(_lines(out)) == 1 + 1  # one sample of a prompt unless --num-samples asks for more
 

@@ -215,6 +215,9 @@ def _inputs(req: SampleRequest, loaded, sample: SampleConfig, num_given: bool, l
     if num_given and sample.num_samples != len(inputs):
         warn(f"{sample.num_samples} samples asked for, but {what} has {len(inputs)} inputs: drawing "
              f"{min(sample.num_samples, len(inputs))}, one per input")
+    elif len(inputs) < sample.num_samples:  # fewer than the recipe's number: say why the file is short
+        log(f"{what} has {len(inputs)} inputs: drawing {len(inputs)}, one per input (the recipe's "
+            f"sample.num_samples, {sample.num_samples}, applies to the held-out inputs only)")
     return inputs, min(sample.num_samples, len(inputs)) if num_given else len(inputs)
 
 
