@@ -91,7 +91,7 @@ class DataConfig:
     packing: bool = _f(False, "Unconditional: concatenate texts and cut into full windows instead of padding.")
     max_examples: Optional[int] = _f(None, "Use at most this many training examples.", lo=1)
     data_dir: Optional[str] = _f(None, "Where built-in datasets and downloaded assets are cached "
-                                 "(default: $ELFCTL_CACHE or ~/.cache/elfctl).")
+                                 "(default: $ELFCTL_CACHE, else $XDG_CACHE_HOME/elfctl, else ~/.cache/elfctl).")
     latent_cache: Optional[str] = _f(None, "Directory of a latent cache built by `elfctl encode` (default: "
                                      "<run_dir>/latents when present).")
     precompute_latents: bool = _f(False, "train: encode the training set once into <run_dir>/latents before the "
@@ -319,10 +319,15 @@ def _hint(key: str, valid: typing.Iterable[str]) -> str:
 
 
 def _base_type(tp: Any) -> tuple[type, bool]:
-    """(type, optional) for annotations like int, Optional[int], float | None."""
+    """(type, optional) for annotations like int, Optional[int], float | None. A list-or-number key
+    (``Optional[list[int] | int]``) is ``list``: its section's own check reads either form. Never "the first
+    member": Python caches unions by equal members, so ``Optional[list[int] | int]`` comes back as
+    ``Optional[int | list[int]]`` once any imported module wrote that, and a list value was refused."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) > 1 and any(typing.get_origin(a) is list for a in args):
+            return list, True
         return args[0], True
     return tp, False
 

@@ -2,6 +2,7 @@
 retrained (issue 19 item 8), failures shown with their own message."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -121,3 +122,59 @@ def test_the_summary_table_shows_each_score_with_its_interval():
     assert with_interval(row["genppl"], row["genppl_ci95"], 1) == "418.8 [388.7, 452.9]"
     assert with_interval(row["entropy"], row["entropy_ci95"], 3) == "2.539 [2.513, 2.565]"
     assert with_interval(7.0, None, 1) == "7.0" and with_interval(None, None, 1) == "-"  # no bootstrap, no score
+
+
+def test_the_table_and_results_carry_the_metrics_asked_for(tmp_path, tiny_recipe, capsys, monkeypatch):
+    """metrics: [diversity] -> diversity columns and numbers, no empty Gen PPL column or judge line."""
+    monkeypatch.setenv("COLUMNS", "250")            # rich wraps a wide table to the terminal
+    monkeypatch.chdir(tmp_path)
+    recipe = tiny_recipe()
+    _train(recipe)
+    spec = _spec(tmp_path, recipe, variants="  - {name: v, sample: [sample.steps=2]}\n")
+    capsys.readouterr()
+    assert main(["ablate", str(spec.path), "--out", str(tmp_path / "ablate")]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if "variant" in line)
+    assert "distinct_1" in header and "repetition_4gram" in header and "Gen PPL" not in header, out
+    assert "judge" not in out
+    res = json.loads((tmp_path / "ablate" / "tiny-ablation-quick" / "results.json").read_text())
+    assert res["metrics"] == ["diversity"]
+    row = res["rows"][0]
+    scored = json.loads(open(row["eval"]).read())["diversity"]
+    assert row["distinct_1"] == scored["distinct_1"] and row["repetition_4gram"] == scored["repetition_4gram"]
+    assert 0 < row["distinct_1"] <= 1
+    value_line = next(line for line in out.splitlines() if line.strip("│ ").startswith("v "))
+    assert f"{row['distinct_1']:.3f}" in value_line
+
+
+def test_results_json_is_written_beside_the_plots_with_distill_variants_and_when_a_plot_fails(tmp_path, tiny_recipe,
+                                                                                          monkeypatch):
+    """docs/results/distill-steps/ has plots but no results.json: the runner writes it for distill variants too,
+    and writes it even when plotting fails (the scores never depend on the plots)."""
+    recipe = tiny_recipe()
+    _train(recipe)
+    pd = tmp_path / "tiny_pd.yaml"
+    pd.write_text(f"extends: {recipe}\ndistill: {{rounds: [2, 1], teacher_steps: 2, round_steps: 1, samplers: "
+                  f"{{1: {{sc_cfg: 2.5}}, 2: {{sc_cfg: 2.5}}}}}}\ntrain: {{save_every: 1}}\n")
+    spec_path = tmp_path / "pd_ablation.yaml"
+    spec_path.write_text(f"scales: {{quick: {{recipe: {recipe}, distill: {pd}}}}}\nplot_x: sample.steps\n"
+                         f"metrics: [diversity]\nvariants:\n  - {{name: teacher-2, sample: [sample.steps=2]}}\n"
+                         f"  - {{name: student-2, distill: true, sample: [sample.steps=2]}}\n")
+    out = tmp_path / "ablate"
+    summary = run_ablation(load_spec(str(spec_path)), "quick", out, log=lambda s: None, reuse_roots=[])
+    root = out / "pd-ablation-quick"
+    res = json.loads((root / "results.json").read_text())
+    assert [r["series"] for r in res["rows"]] == ["teacher", "student"] and res["rows"] == summary["rows"]
+    assert res["rows"][1]["run_dir"].endswith("round2-1step") and "distinct_1" in res["rows"][1]
+    assert all(Path(p).parent == root for p in res["plots"]) and res["plots"]  # the plots beside it
+
+    import elfctl.ablate.plots as plots
+
+    def broken(summary, root):
+        raise RuntimeError("matplotlib backend failed")
+
+    monkeypatch.setattr(plots, "write_plots", broken)
+    (root / "results.json").unlink()
+    with pytest.raises(RuntimeError, match="backend failed"):
+        run_ablation(load_spec(str(spec_path)), "quick", out, log=lambda s: None, reuse_roots=[])
+    assert json.loads((root / "results.json").read_text())["rows"] == res["rows"]

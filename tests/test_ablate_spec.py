@@ -91,3 +91,16 @@ def test_the_documented_example_spec_loads(tmp_path):
     spec = load_spec(str(_spec(tmp_path, blocks[0])))
     check_scale(spec, "quick")
     assert [v.name for v in spec.variants] and spec.finding
+
+
+def test_every_accepted_key_is_in_the_documented_format():
+    """docs/ABLATIONS.md's key table names every key the spec loader accepts (it left out `distill`)."""
+    from elfctl.ablate.spec import SCALE_KEYS, TOP_KEYS, VARIANT_KEYS
+
+    table = "\n".join(line for line in DOC.read_text(encoding="utf-8").splitlines() if line.startswith("| `"))
+    assert {re.match(r"\| `(\w+)`", line).group(1) for line in table.splitlines()} == set(TOP_KEYS)
+    rows = {re.match(r"\| `(\w+)`", line).group(1): line for line in table.splitlines()}
+    for key in SCALE_KEYS:
+        assert re.search(rf"\b{key}:", rows["scales"]), f"scales: key '{key}' is not documented"
+    for key in VARIANT_KEYS:
+        assert re.search(rf"\b{key}\b", rows["variants"]), f"variants: key '{key}' is not documented"

@@ -73,10 +73,16 @@ def test_extraction_is_atomic_and_cached(monkeypatch, tmp_path):
 
 
 def test_cache_root_precedence(monkeypatch, tmp_path):
+    """data.data_dir > ELFCTL_CACHE > XDG_CACHE_HOME/elfctl > ~/.cache/elfctl (a relative XDG path is ignored)."""
     monkeypatch.setenv("ELFCTL_CACHE", str(tmp_path / "env"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert assets.cache_root() == tmp_path / "env"
     assert assets.cache_root(str(tmp_path / "dir")) == tmp_path / "dir"
     monkeypatch.delenv("ELFCTL_CACHE")
+    assert assets.cache_root() == tmp_path / "xdg" / "elfctl"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
+    assert assets.cache_root() == Path.home() / ".cache" / "elfctl"
+    monkeypatch.delenv("XDG_CACHE_HOME")
     assert assets.cache_root() == Path.home() / ".cache" / "elfctl"
 
 

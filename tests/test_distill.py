@@ -436,3 +436,45 @@ def test_train_compile_compiles_the_teachers_blocks_once_for_every_round(teacher
             assert losses and all(math.isfinite(v) for v in losses)
     finally:
         torch._dynamo.reset()
+
+
+def test_a_changed_distillation_says_pass_new_and_distill_has_it(teacher_run, tmp_path, capsys):
+    """The refusal tells the user to pass --new; `elfctl distill` has that flag (it did not) and it starts the
+    rounds in a new directory beside the old one, which stays as it was."""
+    run = tmp_path / "pd"
+    run_distillation(distill_cfg(teacher_run, run), only_round=1, data_source=SyntheticData, **QUIET)
+    changed = distill_cfg(teacher_run, run, "distill.round_steps=[5,3,3]", "optim.blr=0.02")
+    with pytest.raises(ConfigError, match="pass --new") as e:
+        run_distillation(changed, only_round=1, data_source=SyntheticData, **QUIET)
+    assert "optim.blr" in str(e.value)
+    before = sorted(p.name for p in (run / "round1-4step" / "checkpoints").iterdir())
+    dirs = run_distillation(changed, only_round=1, new=True, data_source=SyntheticData, **QUIET)
+    assert dirs[0] == tmp_path / "pd-2" / "round1-4step"
+    assert int(ckpt.read_meta(ckpt.latest_checkpoint(dirs[0]))["step"]) == 5
+    assert sorted(p.name for p in (run / "round1-4step" / "checkpoints").iterdir()) == before
+    from elfctl.cli import main
+
+    capsys.readouterr()
+    assert main(["distill", "--help"]) == 0
+    assert "--new" in capsys.readouterr().out
+
+
+def test_round_lines_say_1_step_and_1_sub_step():
+    """'1 steps from' and '1 teacher sub-steps' were printed (as '1 warm-up steps' in the length line)."""
+    from elfctl.train.distill import Round
+
+    assert Round(2, 1, 1, Path("r")).name == "round 2 (1-step student, 1 teacher sub-step)"
+    assert Round(1, 8, 2, Path("r")).name == "round 1 (8-step student, 2 teacher sub-steps)"
+
+
+def test_a_list_of_round_lengths_loads_whatever_union_python_cached_first():
+    """`Optional[int | list[int]]` written by any module imported before (typing caches equal unions) made
+    `Optional[list[int] | int]` read as int first: 'distill.round_steps: must be an integer, got [80, 320]'."""
+    code = ("from typing import Optional\nOptional[int | list[int]]\nOptional[float | list[float]]\n"
+            "from elfctl.config import load_config\n"
+            "cfg = load_config('quickstart-pd', ['distill.round_epochs=null'])\n"
+            "print(cfg.distill.round_steps, load_config(None, ['distill.rounds=[2,1]', "
+            "'distill.round_epochs=[0.5,2]']).distill.round_epochs)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[80,", "320]", "[0.5,", "2.0]"]

@@ -260,3 +260,13 @@ def test_device_flag_reaches_the_judge(tmp_path, judge_dir, monkeypatch):
     assert seen == ["cpu"] and json.loads(out.read_text())["rows"]["model"]["genppl"] > 1
     assert main(["eval", "--samples", str(s), "--judge", str(judge_dir), "--bootstrap", "0", "--out", str(out)]) == 0
     assert seen == ["cpu", None]    # no flag: load_judge's own default (auto)
+
+
+def test_intervals_and_spreads_print_in_one_plain_format():
+    """'[60.342, 2.762e+04]' was printed: both ends now share one plain decimal format."""
+    from elfctl.commands.eval import _ci, _fmt, _pm
+
+    assert _ci([60.342, 27620.41]) == "[60.3, 27620.4]"
+    assert _ci([60.3421, 75.0]) == "[60.342, 75.000]"
+    assert _fmt(123456.789) == "123456.8" and "e+" not in _fmt(1.5e7)
+    assert _pm({"genppl": 27620.41, "genppl_std_over_seeds": 12.345}, "genppl") == "27620.4 ± 12.3"

@@ -42,6 +42,10 @@ def test_formats(tmp_path):
     ("s.jsonl", b'{"text": ""}\n{"text": " "}\n', "all 2 samples are empty"),
     ("s.jsonl", b'{"text": "a"}\n{oops\n', "malformed JSON"),
     ("s.json", b'{"a": 1}', "list of strings"),
+    # files a user has at hand that are not samples: a run's config, its weights, a file of raw bytes
+    ("config.yaml", b"name: quickstart\nmodel:\n  preset: elf-tiny\n", "is a YAML config, not samples"),
+    ("ema.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ", "is a weights file, not samples"),
+    ("latents", b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ", "is a binary file"),
 ])
 def test_bad_sample_files_are_one_line_exit_2(tmp_path, capsys, name, content, message):
     p = tmp_path / name

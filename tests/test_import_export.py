@@ -372,3 +372,129 @@ def test_export_then_import_gives_identical_tensors(tmp_path, tiny_encoder_dir, 
         a = load_file(run / "checkpoints" / "step_00000007" / f"{name}.safetensors")
         b = load_file(run2 / "checkpoints" / "step_00000007" / f"{name}.safetensors")
         assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def sample_texts(path) -> list[str]:
+    return [json.loads(line)["text"] for line in path.read_text().splitlines()[1:]]
+
+
+def test_exported_run_imports_back_with_one_command_and_samples_the_same_texts(tmp_path, tiny_recipe, capsys):
+    """A run on a non-t5 encoder (the tiny BERT: latent width 16, its own vocabulary): the export carries its
+    config, so `elfctl import FILE` and `elfctl sample --checkpoint FILE` need no flags."""
+    recipe = tiny_recipe()
+    assert main(["train", recipe]) == 0
+    run = tmp_path / "run"
+    assert main(["sample", "--run", str(run), "--seed", "3", "--out", str(tmp_path / "orig.jsonl")]) == 0
+    assert main(["export", str(run), "--format", "authors", "--out", str(tmp_path / "exp")]) == 0
+    exported = tmp_path / "exp" / "checkpoint_3"
+    payload = torch.load(exported, weights_only=True)  # still readable without unpickling code
+    assert {"params", "ema_params1", "opt_state", "step", "epoch"} <= set(payload)
+    assert payload["elfctl"]["format"] == 1 and "encoder:" in payload["elfctl"]["config"]
+
+    capsys.readouterr()
+    back = tmp_path / "back"
+    assert main(["import", str(exported), "--out", str(back)]) == 0, capsys.readouterr().err
+    from elfctl.config import load_resolved
+
+    orig_cfg, cfg = load_resolved(run / "config.yaml"), load_resolved(back / "config.yaml")
+    assert cfg.encoder == orig_cfg.encoder and cfg.sample == orig_cfg.sample and cfg.data == orig_cfg.data
+    assert json.loads((back / "provenance.json").read_text())["recipe"] == orig_cfg.name
+    assert main(["sample", "--run", str(back), "--seed", "3", "--out", str(tmp_path / "back.jsonl")]) == 0
+    assert sample_texts(tmp_path / "back.jsonl") == sample_texts(tmp_path / "orig.jsonl")
+    assert len(sample_texts(tmp_path / "orig.jsonl")) == 3
+
+    assert main(["sample", "--checkpoint", str(exported), "--seed", "3", "--out", str(tmp_path / "ck.jsonl")]) == 0
+    assert sample_texts(tmp_path / "ck.jsonl") == sample_texts(tmp_path / "orig.jsonl")
+
+    # --recipe names a shipped recipe: its settings, on the encoder and tokenizer the weights were trained with
+    assert main(["import", str(exported), "--out", str(tmp_path / "as-quickstart"), "--recipe", "quickstart"]) == 0
+    cfg = load_resolved(tmp_path / "as-quickstart" / "config.yaml")
+    assert cfg.name == "quickstart" and cfg.encoder == orig_cfg.encoder
+
+
+def test_reimport_into_a_run_trained_from_the_import_is_refused_like_any_run(tmp_path, tiny_encoder_dir, tiny_corpus,
+                                                                              vocab, capsys):
+    """Same rule as an ordinary run: once trained, its saved config never changes (it was silently rewritten)."""
+    src = write_authors_file(tmp_path / "dl", *tiny_models(vocab), step=7)
+    run = tmp_path / "run"
+    over = ["--recipe", "owt", *text_overrides(tiny_encoder_dir, tiny_corpus), "data.pretokenized=null",
+            "train.epochs=null", "train.steps=8", "train.batch_size=4", "train.save_every=1", "optim.optimizer=adamw",
+            "optim.warmup_epochs=null", "optim.warmup_steps=0", "train.device=cpu"]
+    assert main(["import", str(src), "--out", str(run), *over]) == 0
+    assert main(["train", str(run / "config.yaml")]) == 0
+    saved = (run / "config.yaml").read_bytes()
+    capsys.readouterr()
+    assert main(["import", str(src), "--out", str(run), *over, "train.steps=12"]) == 2
+    err = one_line_error(capsys)
+    assert "was trained on from this import" in err and "train.steps: run has 8, now 12" in err
+    assert "choose another --out" in err
+    assert (run / "config.yaml").read_bytes() == saved
+    assert main(["import", str(src), "--out", str(run), *over]) == 0  # the same settings: nothing changes
+    assert (run / "config.yaml").read_bytes() == saved
+    # any other non-empty folder (an ordinary run, a download) is refused too
+    assert main(["import", str(src), "--out", str(run.parent / "dl"), *over]) == 2
+    assert "already exists" in one_line_error(capsys)
+
+
+def test_files_that_are_no_checkpoint_and_missing_paths_are_one_line_exit_2(tmp_path, capsys, vocab, monkeypatch):
+    """A text file (was KeyError/IndexError, exit 1), 3 bytes, truncated files (message cut mid-sentence), and a
+    path that does not exist (was looked up as a hub id)."""
+    raw, ema = tiny_models(vocab)
+    whole = write_authors_file(tmp_path / "dl", raw, ema, step=5).read_bytes()
+    legacy = tmp_path / "legacy"
+    torch.save({"params": their_state(raw), "step": 5}, legacy, _use_new_zipfile_serialization=False)
+    cases = {
+        "notes.txt": (b"every line of my notes\nsecond line\n", "its text is not a pickle"),
+        "eh.txt": (b"eh\n", "its text is not a pickle"),                     # 'e': KeyError 101 before
+        "checkpoint_3": (b"abc", "its text is not a pickle"),                 # IndexError before
+        "checkpoint_6": (whole[: len(whole) // 2], "its zip archive is truncated or damaged"),
+        "checkpoint_7": (legacy.read_bytes()[:-40], "the file ends early: it is truncated"),
+    }
+    for name, (content, expected) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        assert main(["import", str(path), "--out", str(tmp_path / "never")]) == 2, name
+        err = one_line_error(capsys)
+        assert expected in err and str(path) in err and err.endswith("(nothing in it was executed)"), err
+    assert not (tmp_path / "never").exists()
+
+    monkeypatch.chdir(tmp_path)  # dl/ exists here: dl/checkpoint_99 is a path under it
+    for missing in ("bad/missing.pt", str(tmp_path / "nowhere" / "checkpoint_4"), "dl/checkpoint_99"):
+        assert main(["import", missing]) == 2
+        err = one_line_error(capsys)
+        assert f"file not found: {missing}" in err and "hub" not in err.split("give")[0], err
+
+
+def test_a_bare_file_takes_the_tokenizer_of_the_encoder_it_is_told(tmp_path, tiny_encoder_dir, tiny_corpus, vocab,
+                                                                   capsys):
+    """A file without the export's entry (the authors', or an older export): encoder.source names another encoder,
+    and its own tokenizer comes with it (the importer used to set t5-small's always: 'vocabulary 34 vs 32100');
+    a recipe whose encoder is not t5-small keeps its own tokenizer too."""
+    src = write_authors_file(tmp_path / "dl", *tiny_models(vocab), step=7)
+    from elfctl.config import load_resolved
+
+    assert main(["import", str(src), "--out", str(tmp_path / "a"), "--recipe", "owt",
+                 f"encoder.source={tiny_encoder_dir}"]) == 0, capsys.readouterr().err
+    assert load_resolved(tmp_path / "a" / "config.yaml").encoder.tokenizer is None  # the encoder's own
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text(f"extends: quickstart\nencoder: {{source: {tiny_encoder_dir}}}\n")
+    assert main(["import", str(src), "--out", str(tmp_path / "b"), "--recipe", str(recipe)]) == 0, \
+        capsys.readouterr().err
+    assert load_resolved(tmp_path / "b" / "config.yaml").encoder.source == str(tiny_encoder_dir)
+
+
+def test_an_export_carrying_a_config_this_elfctl_cannot_load_says_so(tmp_path, vocab, capsys):
+    raw, ema = tiny_models(vocab)
+    src = write_authors_file(tmp_path / "dl", raw, ema, step=2)
+    payload = torch.load(src, weights_only=True)
+    payload["elfctl"] = {"format": 1, "config": "name: x\nmodel: {future_key: 1}\n", "elfctl_version": "9.0"}
+    torch.save(payload, src)
+    assert main(["import", str(src), "--out", str(tmp_path / "run")]) == 2
+    err = one_line_error(capsys)
+    assert "the run config this export carries does not load here" in err and "future_key" in err
+    assert "--recipe NAME" in err
+    payload["elfctl"] = {"format": 2, "config": "", "elfctl_version": "9.0"}
+    torch.save(payload, src)
+    assert main(["import", str(src), "--out", str(tmp_path / "run")]) == 2
+    assert "export format 2" in one_line_error(capsys)
+    assert not (tmp_path / "run").exists()

@@ -192,6 +192,45 @@ def test_a_runs_saved_config_never_changes_and_new_starts_another_directory(tmp_
     assert (run / "config.yaml").read_bytes() == saved
 
 
+def test_a_finished_run_trained_longer_continues_and_logs_the_losses_of_one_longer_run(tmp_path):
+    # 4 steps, then the same run to 6: the same losses at steps 1-6 as 6 steps from scratch (constant lr)
+    whole, run = tmp_path / "whole", tmp_path / "r"
+    Trainer(_cfg(whole, "train.steps=6", "train.log_every=1"), data_source=SyntheticData, **QUIET).run()
+    Trainer(_cfg(run, "train.steps=4", "train.log_every=1"), data_source=SyntheticData, **QUIET).run()
+    lines = []
+    res = Trainer(_cfg(run, "train.steps=6", "train.log_every=1"), data_source=SyntheticData,
+                  log=lines.append).run()
+    assert res.step == 6 and _losses(run) == _losses(whole) and sorted(_losses(run)) == [1, 2, 3, 4, 5, 6]
+    assert _same_weights(ckpt.latest_checkpoint(run), ckpt.latest_checkpoint(whole))
+    assert any("extending" in line and "4 -> 6 steps" in line and "step 4" in line for line in lines)
+    assert load_config(run / "config.yaml").train.steps == 6  # the run's config now says how long it trains
+    (change,) = [json.loads(x) for x in (run / "length_changes.jsonl").read_text().splitlines()]
+    assert change["at_step"] == 4 and (change["old_steps"], change["new_steps"]) == (4, 6)
+    assert change["keys"] == {"train.steps": {"old": 4, "new": 6}}
+    # a length at or below where the run is: nothing to do, nothing recorded or rewritten
+    saved = (run / "config.yaml").read_bytes()
+    Trainer(_cfg(run, "train.steps=5", "train.log_every=1"), data_source=SyntheticData, **QUIET).run()
+    assert (run / "config.yaml").read_bytes() == saved
+    assert len((run / "length_changes.jsonl").read_text().splitlines()) == 1
+    # the length and anything else: still refused as a whole
+    with pytest.raises(ConfigError, match="optim.lr: run has 0.01, now 0.02"):
+        Trainer(_cfg(run, "train.steps=8", "train.log_every=1", "optim.lr=0.02"), data_source=SyntheticData,
+                **QUIET).run()
+
+
+def test_a_run_given_in_steps_can_be_extended_in_epochs(tmp_path):
+    run = tmp_path / "r"
+    Trainer(_cfg(run, "train.steps=2"), data_source=SyntheticData, **QUIET).run()
+    lines = []
+    res = Trainer(_cfg(run, "train.steps=null", "train.epochs=2"), data_source=SyntheticData,
+                  log=lines.append).run()
+    cfg = load_config(run / "config.yaml")
+    assert (cfg.train.steps, cfg.train.epochs) == (None, 2) and res.step > 2
+    change = json.loads((run / "length_changes.jsonl").read_text())
+    assert change["keys"] == {"train.epochs": {"old": None, "new": 2}, "train.steps": {"old": 2, "new": None}}
+    assert change["old_steps"] == 2 and change["new_steps"] == res.step
+
+
 class BrokenData(SyntheticData):
     def __init__(self, cfg, run_dir, device):
         raise ConfigError("data.dataset: no such file")

@@ -331,6 +331,12 @@ def test_flags_that_would_be_ignored_are_refused_or_warned(make_run, tmp_path, c
     warnings = [x for x in capsys.readouterr().out.splitlines() if x.startswith("warning:")]
     assert warnings == [f"warning: 5 samples asked for, but --input {inputs} has 2 inputs: drawing 2, one per input"]
     assert len(_lines(out)) == 1 + 2
+    # no --num-samples: the recipe's sample.num_samples (3) is more than the file's 2 inputs; said in one line
+    assert main(["sample", "--run", cond, "--input", str(inputs), "--out", str(out)]) == 0
+    said = [x for x in capsys.readouterr().out.splitlines() if "inputs" in x]
+    assert said == [f"--input {inputs} has 2 inputs: drawing 2, one per input (the recipe's sample.num_samples, 3, "
+                    f"applies to the held-out inputs only)"]
+    assert len(_lines(out)) == 1 + 2
     assert main(["sample", "--run", cond, "--prompt", "the cat", "--out", str(out)]) == 0
     assert len(_lines(out)) == 1 + 1  # one sample of a prompt unless --num-samples asks for more
 
@@ -341,3 +347,80 @@ def test_compile_hands_the_network_to_torch_compile(make_run, tmp_path, monkeypa
     out = tmp_path / "c.jsonl"
     assert main(["sample", "--run", str(make_run()), "--compile", "--num-samples", "1", "--out", str(out)]) == 0
     assert len(compiled) == 1 and _lines(out)[0]["compile"] is True
+
+
+# ---------------------------------------------------------------------------------------------- issue 28: trajectories
+def test_trajectory_all_records_every_step_with_display_tokens(make_run, tmp_path):
+    run = make_run()
+    out = tmp_path / "t.jsonl"
+    assert main(["sample", "--run", str(run), "--out", str(out), "--trajectory", "all", "--num-samples", "3"]) == 0
+    rows = _lines(out)
+    header, samples = rows[0], rows[1:]
+    # every step decoded once per batch, counted apart from the draw's own passes (2 batches of <= 2 rows)
+    assert header["nfe_breakdown"] == {"denoise": 3, "decode": 1, "trajectory": 3, "rows_per_denoise": 1}
+    assert header["nfe"] == 3 + 1 + 3
+    for s in samples:
+        assert [f["step"] for f in s["trajectory"]] == [0, 1, 2]
+        for f in s["trajectory"]:
+            assert "".join(f["tokens"]) == f["text"]  # the tokens are the text, piece by piece
+            assert not {"[SEP]", "[PAD]"} & {t.strip() for t in f["tokens"]}
+            assert "pinned" not in f
+    assert main(["sample", "--run", str(run), "--out", str(out), "--trajectory", "1", "--num-samples", "1"]) == 0
+    assert [f["step"] for f in _lines(out)[1]["trajectory"]] == [1]
+
+
+def test_trajectory_flag_errors(make_run, capsys):
+    run = str(make_run())
+    for value, message in (("last", "--trajectory: expected 'all' or comma-separated step indices"),
+                           ("0,3", "--trajectory: step 3 is out of range; steps are 0..2")):
+        capsys.readouterr()
+        assert main(["sample", "--run", run, "--trajectory", value]) == 2
+        assert message in _err_line(capsys)
+
+
+def test_infill_trajectory_marks_the_pinned_prefix_and_suffix(make_run, tmp_path):
+    run = make_run()
+    out = tmp_path / "i.jsonl"
+    assert main(["sample", "--run", str(run), "--prefix", "the big", "--suffix", "on the mat", "--out", str(out),
+                 "--sampler", "ode", "--trajectory", "all", "--num-samples", "2"]) == 0
+    for s in _lines(out)[1:]:
+        for f in s["trajectory"]:
+            (a, b), (c, d) = f["pinned"]
+            assert (a, b) == (0, 2) and d == len(f["tokens"])
+            assert "".join(f["tokens"][a:b]) == "the big" and "".join(f["tokens"][c:d]).strip() == "on the mat"
+            assert f["text"] == "".join(f["tokens"])
+
+
+def test_a_frame_is_cut_as_the_final_text_is(tiny_encoder_dir):
+    """Hand-made rows: a conditional frame is its target (not the prompt before the condition's eos); an infill
+    frame is prefix + middle (cut at its eos) + suffix, with both pinned ranges."""
+    from elfctl.data.tokenize import load_tokenizer
+    from elfctl.config import load_config
+    from elfctl.sampling.run import _frame
+
+    tok = load_tokenizer(load_config(None, [f"encoder.source={tiny_encoder_dir}"]).encoder)
+    ids = {w: tok.convert_tokens_to_ids(w) for w in "the cat dog ran big on mat [SEP] [PAD]".split()}
+    sep, pad = ids["[SEP]"], ids["[PAD]"]
+    row = [ids["the"], ids["cat"], sep, ids["dog"], ids["ran"], sep, pad]
+    assert _frame(tok, 4, row, 3, None, {}) == {"step": 4, "text": "dog ran", "tokens": ["dog", " ran"]}
+    assert _frame(tok, 0, row, 0, None, {})["text"] == "the cat"
+    layout = {"prefix_ids": [ids["the"], ids["big"]], "suffix_ids": [ids["on"], ids["mat"], sep],
+              "middle_start": 2, "middle_len": 3}
+    row = [ids["the"], ids["big"], ids["cat"], sep, ids["dog"], ids["on"], ids["mat"], sep, pad]
+    assert _frame(tok, 1, row, 0, layout, {}) == {"step": 1, "text": "the big cat on mat",
+                                                  "tokens": ["the", " big", " cat", " on", " mat"],
+                                                  "pinned": [[0, 2], [3, 5]]}
+
+
+def test_sample_then_view_end_to_end(make_run, tmp_path, capsys):
+    from PIL import Image
+
+    run = make_run()
+    traj, page, gif = tmp_path / "traj.jsonl", tmp_path / "traj.html", tmp_path / "traj.gif"
+    assert main(["sample", "--run", str(run), "--num-samples", "2", "--trajectory", "all", "--out", str(traj)]) == 0
+    assert main(["view", str(traj), "--gif", str(gif)]) == 0
+    assert f"wrote {page} (1 panel, 3 frames; samples #0, #1 of 2)" in capsys.readouterr().out
+    final = _lines(traj)[1]["trajectory"][-1]
+    assert json.dumps(final["tokens"][0], ensure_ascii=False)[1:-1] in page.read_text()
+    with Image.open(gif) as im:
+        assert im.n_frames == 3

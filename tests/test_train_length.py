@@ -95,3 +95,16 @@ def test_newton_schulz_runs_in_fp32_as_the_authors_and_torch_muon_in_bf16():
     expect = newton_schulz(g.lerp((1 - m) * g, m).double(), dtype=torch.float64) * (24 / 16) ** 0.5
     assert (steps["float32"] - expect).abs().max() < 1e-5
     assert (steps["bfloat16"] - expect).abs().max() > 1e-3  # bf16 rounding: what matching the authors removes
+
+
+def test_the_length_line_prints_plain_numbers_and_right_plurals():
+    """'1 warm-up steps' and '3.516e+04 steps per epoch' were printed; plain decimals and '1 warm-up step' now."""
+    cfg = load_config(None, ["train.steps=12", "optim.warmup_steps=1", "train.batch_size=256"])
+    line = resolve_length(cfg.train, cfg.optim, 9_000_000).describe()  # 35156.25 steps per epoch
+    assert line == "training length: 12 steps (0.000341 epochs) at 35156 steps per epoch; 1 warm-up step", line
+    cfg = load_config(None, ["train.steps=1", "optim.warmup_steps=0", "train.batch_size=4"])
+    line = resolve_length(cfg.train, cfg.optim, 10).describe()
+    assert line == "training length: 1 step (0.4 epochs) at 2.5 steps per epoch; 0 warm-up steps", line
+    cfg = load_config(None, ["train.steps=null", "train.epochs=0.1", "optim.warmup_epochs=0.1", "train.batch_size=4"])
+    line = resolve_length(cfg.train, cfg.optim, 10).describe()
+    assert "train.epochs 0.1 = 1 step at" in line and "optim.warmup_epochs 0.1 = 1 step" in line, line

@@ -237,10 +237,13 @@ def run_ablation(spec: AblationSpec, scale: str, out: Path, *, extra: list[str] 
         for name, fn in PIPELINE:
             run_step(job, state, name, fn)
         rows.append(_row(job, state))
+    asked = list(dict.fromkeys(m for r in rows for m in (r.get("metrics") or [])))  # what the table shows
     summary = {"ablation": spec.name, "scale": scale, "recipe": recipe, "description": spec.description,
-               "finding": spec.finding, "plot_x": spec.plot_x, "rows": rows}
+               "finding": spec.finding, "plot_x": spec.plot_x, "metrics": asked, "rows": rows}
     from elfctl.ablate.plots import write_plots
 
-    summary["plots"] = [str(p) for p in write_plots(summary, root)]
-    atomic_write_json(root / "results.json", summary)
+    try:
+        summary["plots"] = [str(p) for p in write_plots(summary, root)]
+    finally:  # the scores never depend on the plots: a plot that fails still leaves results.json
+        atomic_write_json(root / "results.json", summary)
     return summary

@@ -4,7 +4,9 @@ Their loader (``load_checkpoint`` on branch pytorch_elf) requires ``params``, ``
 ``epoch``, loads ``params`` strictly, takes ``ema_params1`` as the EMA and hands ``opt_state`` to their Muon
 optimizer. We write their parameter names with the decode kernels back in (in, out) layout, and an optimizer
 state with no moments whose two parameter groups (Muon for 2-D tensors, Nesterov-Adam for the rest, in their
-order) match what their code builds, so it loads and starts from fresh moments.
+order) match what their code builds, so it loads and starts from fresh moments. One more top-level entry,
+``elfctl``, carries the run's config (encoder, tokenizer, recipe, sampling settings) for ``elfctl import``;
+their loader ignores keys it does not name (elfctl/authors/carried.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Callable, Optional
 import torch
 
 from elfctl.atomic import atomic_open
+from elfctl.authors.carried import CARRIED_KEY, carried_entry
 from elfctl.authors.keys import to_authors
 from elfctl.errors import ConfigError
 
@@ -63,6 +66,7 @@ def export_authors(ref: Path, out: Optional[Path] = None, *, runs_root: Path = P
                "opt_state": _opt_state(params, peak_lr(cfg.optim, cfg.train.batch_size)),
                "lr_scheduler": None, "step": step, "epoch": int(epoch or 0), "dropout_rng": None,
                "grad_accum_buffers": {}}
+    payload[CARRIED_KEY] = carried_entry(cfg)  # what `elfctl import` needs; their loader ignores it
     target = (Path(out) if out is not None else run_dir / "authors") / f"checkpoint_{step}"
     with atomic_open(target, "wb") as f:
         torch.save(payload, f)

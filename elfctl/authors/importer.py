@@ -9,7 +9,8 @@
 
 The directory is assembled under a hidden name beside RUN and renamed into place, so an interrupted import
 leaves nothing half-written. Importing the same file again into the same RUN only rewrites the config (so
-``encoder.source=DIR`` and the like can be changed later).
+``encoder.source=DIR`` and the like can be changed later) while RUN holds nothing but the import; once trained
+from it, RUN's config never changes, as for any run: another config is refused (choose another ``--out``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Callable, Optional, Sequence
 from elfctl import __version__
 from elfctl.atomic import atomic_write_json, atomic_write_text
 from elfctl.authors.architecture import Architecture, check_tensors, infer_architecture
+from elfctl.authors.carried import build_carried_config
 from elfctl.authors.keys import from_authors
 from elfctl.authors.reading import read_checkpoint, sha256_file
 from elfctl.authors.recipe import build_config, match_recipe
@@ -80,6 +82,25 @@ def _encoder_note(cfg, run_dir: Path, source: str, note: Callable[[str], None]) 
              f"`elfctl import {source} --out {run_dir} encoder.source=/path/to/{cfg.encoder.source}`")
 
 
+def _trained_further(run_dir: Path, step_dir: Path, cfg) -> bool:
+    """Importing the same file again may change the run's settings only while the run is nothing but that import
+    (False). Once trained from it (True), the run's saved config never changes, as for every run
+    (elfctl/train/run_dir.py): a different config is refused, the same one changes nothing."""
+    from elfctl.config import load_resolved
+    from elfctl.train import checkpoint as ckpt
+    from elfctl.train.run_dir import config_differences
+
+    trained = [p for p in ckpt.list_checkpoints(run_dir) if p.resolve() != step_dir.resolve()]
+    if not trained or not (run_dir / "config.yaml").is_file():
+        return False
+    diffs = config_differences(load_resolved(run_dir / "config.yaml").to_dict(), cfg.to_dict())
+    if diffs:
+        raise ConfigError(f"--out: {run_dir} was trained on from this import (to {trained[-1].name}) under its saved "
+                          f"config, which never changes ({len(diffs)} difference{'s' if len(diffs) > 1 else ''}: "
+                          f"{'; '.join(diffs)}); choose another --out for the new settings, or remove {run_dir}")
+    return True
+
+
 def import_checkpoint(source: str, out: Optional[Path] = None, *, recipe: Optional[str] = None,
                       overrides: Sequence[str] = (), runs_root: Path = Path("runs"),
                       note: Callable[[str], None] = print) -> ImportResult:
@@ -93,10 +114,17 @@ def import_checkpoint(source: str, out: Optional[Path] = None, *, recipe: Option
              f"(as the authors' loader does)")
     else:
         check_tensors(ckpt.ema, arch, what=f"{what} (ema_params1)")
-    recipe_name = match_recipe(arch, source, recipe, note)
+    if ckpt.carried is not None:  # an elfctl export: it says its encoder, tokenizer, recipe and settings
+        recipe_name = recipe or str(ckpt.carried.get("name") or "unnamed")
+    else:
+        recipe_name = match_recipe(arch, source, recipe, note)
     run_dir = Path(out) if out is not None else Path(runs_root) / default_run_name(resolved, recipe_name, ckpt.step)
-    cfg = build_config(arch, recipe_name, source, run_dir=run_dir, step=ckpt.step, tokenizer=_tokenizer_source(),
-                       overrides=overrides)
+    if ckpt.carried is not None:
+        cfg = build_carried_config(arch, ckpt.carried, source, recipe=recipe, run_dir=run_dir, step=ckpt.step,
+                                   overrides=overrides)
+    else:
+        cfg = build_config(arch, recipe_name, source, run_dir=run_dir, step=ckpt.step,
+                           tokenizer=_tokenizer_source(), overrides=overrides)
     digest = sha256_file(resolved.file)
     step_dir = run_dir / "checkpoints" / f"step_{ckpt.step:08d}"
 
@@ -105,8 +133,9 @@ def import_checkpoint(source: str, out: Optional[Path] = None, *, recipe: Option
         if previous is None or previous.get("sha256") != digest:
             raise ConfigError(f"--out: {run_dir} already exists and holds something else; choose another --out or "
                               f"remove it")
-        for path in (run_dir / "config.yaml", step_dir / "config.yaml"):  # same weights: refresh the settings
-            atomic_write_text(path, cfg.to_yaml())
+        if not _trained_further(run_dir, step_dir, cfg):
+            for path in (run_dir / "config.yaml", step_dir / "config.yaml"):  # same weights: refresh the settings
+                atomic_write_text(path, cfg.to_yaml())
         _encoder_note(cfg, run_dir, source, note)
         return ImportResult(run_dir, step_dir, recipe_name, arch, ckpt.step, digest, reused=True)
 

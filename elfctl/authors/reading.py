@@ -19,6 +19,7 @@ from typing import Optional
 
 import torch
 
+from elfctl.authors.carried import carried_config
 from elfctl.authors.keys import strip_wrapper_prefixes
 from elfctl.errors import ConfigError
 
@@ -34,6 +35,7 @@ class AuthorsCheckpoint:
     step: int
     epoch: Optional[int]
     entries: list[str]                        # the file's top-level keys, as found
+    carried: Optional[dict] = None            # the run config an elfctl export carries (elfctl/authors/carried.py)
 
 
 def file_step(path: Path) -> Optional[int]:
@@ -79,9 +81,27 @@ def safe_load(path: Path):
         raise ConfigError(f"{path}: not a torch.save checkpoint that torch.load(weights_only=True) can read "
                           f"({detail.group(1) if detail else 'unreadable pickle'}); nothing in it was executed"
                           ) from None
-    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ConfigError(f"{path}: not a torch.save checkpoint ({first[:160]})") from None
+    except Exception as e:  # noqa: BLE001 - bytes that are no checkpoint make the unpickler fail in any way
+        raise ConfigError(f"{path}: not a torch.save checkpoint: {_why_unreadable(path, e, is_zip)} (nothing in it "
+                          f"was executed)") from None
+
+
+def _why_unreadable(path: Path, e: Exception, is_zip: bool) -> str:
+    """One whole clause saying why torch.load could not read ``path`` (never a message cut mid-sentence)."""
+    text = " ".join(str(e).split())
+    if "failed reading zip archive" in text:  # a zip whose end (its directory) is missing: cut short
+        return "its zip archive is truncated or damaged; copy or download it again"
+    if is_zip:
+        return "a zip archive, but not one torch.save wrote; give an ELF checkpoint_<step> file"
+    if isinstance(e, EOFError) or "unexpected EOF" in text or "Ran out of input" in text:
+        return "the file ends early: it is truncated; copy or download it again"
+    if isinstance(e, (KeyError, IndexError)):  # the unpickler read a byte that starts no pickle instruction
+        with open(path, "rb") as f:
+            head = f.read(256)
+        kind = "text" if head and all(32 <= b < 127 or b in b"\t\n\r" for b in head) else "bytes"
+        return f"its {kind} {'is' if kind == 'text' else 'are'} not a pickle; give an ELF checkpoint_<step> file"
+    first = re.split(r"(?<=\.)\s", text, maxsplit=1)[0]  # the first whole sentence
+    return (first.rstrip(".") or type(e).__name__) + "; give an ELF checkpoint_<step> file"
 
 
 def read_checkpoint(path: Path) -> AuthorsCheckpoint:
@@ -104,4 +124,5 @@ def read_checkpoint(path: Path) -> AuthorsCheckpoint:
         path=path, params=strip_wrapper_prefixes(obj["params"]),
         ema=strip_wrapper_prefixes(obj["ema_params1"]) if obj.get("ema_params1") else None,
         step=int(step) if isinstance(step, (int, float)) else 0,
-        epoch=int(epoch) if isinstance(epoch, (int, float)) else None, entries=[str(k) for k in obj])
+        epoch=int(epoch) if isinstance(epoch, (int, float)) else None, entries=[str(k) for k in obj],
+        carried=carried_config(obj, str(path)))

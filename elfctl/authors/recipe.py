@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from elfctl.authors.architecture import Architecture
-from elfctl.config import (Config, SampleConfig, _deep_merge, _load_raw, apply_overrides, config_from_dict,
-                           parse_override)
+from elfctl.config import (Config, EncoderConfig, SampleConfig, _deep_merge, _load_raw, apply_overrides,
+                           config_from_dict, parse_override)
 from elfctl.errors import ConfigError
 from elfctl.recipes import find_recipe, shipped_recipes
 
@@ -84,12 +84,8 @@ def _overridden(overrides: Sequence[str], key: str) -> bool:
     return any(".".join(parse_override(o)[0]) == key for o in overrides)
 
 
-def build_config(arch: Architecture, recipe: str, source: str, *, run_dir: Path, step: int, tokenizer: str,
-                 overrides: Sequence[str] = ()) -> Config:
-    """The resolved config of the imported run: the recipe, the checkpoint's shape, the authors' sampling."""
-    path = find_recipe(recipe)
-    data = _load_raw(path)
-    base = config_from_dict(dict(data), name=recipe)
+def model_section(arch: Architecture) -> dict:
+    """The ``model`` keys that describe exactly the network of the checkpoint's tensors."""
     model = {"prediction": "x", "bottleneck_dim": arch.bottleneck_dim, "num_time_tokens": arch.num_time_tokens,
              "num_sc_cfg_tokens": arch.num_sc_cfg_tokens, "num_mode_tokens": arch.num_mode_tokens,
              "depth": None, "hidden_size": None, "num_heads": None}
@@ -97,26 +93,44 @@ def build_config(arch: Architecture, recipe: str, source: str, *, run_dir: Path,
         model["preset"] = arch.preset
     else:  # a shape of its own: the overrides say it
         model.update(depth=arch.depth, hidden_size=arch.hidden_size, num_heads=arch.num_heads)
+    return model
+
+
+def _uses_t5_text(data: dict, overrides: Sequence[str]) -> bool:
+    """Whether the run encodes with t5-small (the recipe's encoder, not replaced by an override): only then is its
+    tokenizer t5-small's too, as in the authors' code; another encoder keeps its own (the recipe's setting)."""
+    return (not _overridden(overrides, "encoder.source")
+            and (data.get("encoder") or {}).get("source", EncoderConfig().source) == "t5-small")
+
+
+def build_config(arch: Architecture, recipe: str, source: str, *, run_dir: Path, step: int, tokenizer: str,
+                 overrides: Sequence[str] = ()) -> Config:
+    """The resolved config of the imported run: the recipe, the checkpoint's shape, the authors' sampling."""
+    path = find_recipe(recipe)
+    data = _load_raw(path)
+    base = config_from_dict(dict(data), name=recipe)
+    model = model_section(arch)
     sample = dict(sampling_for(recipe, source) or {})
     if "bf16" in {f.name for f in dataclasses.fields(SampleConfig)}:
         sample["bf16"] = True  # the authors sample under bf16 autocast on CUDA (fp32 on the CPU)
     ours = {"name": recipe,
             "description": f"{base.description} - the authors' released weights ({source}, step {step})",
-            "model": model, "encoder": {"tokenizer": tokenizer}, "sample": sample,
-            "train": {"run_dir": str(run_dir)}}
+            "model": model, "sample": sample, "train": {"run_dir": str(run_dir)}}
+    t5_tokenizer = _uses_t5_text(data, overrides) and not _overridden(overrides, "encoder.tokenizer")
+    if t5_tokenizer:
+        ours["encoder"] = {"tokenizer": tokenizer}
     merged = apply_overrides(_deep_merge(data, ours), overrides)
     cfg = config_from_dict(merged)
-    _check_text_side(cfg, arch, overrides)
+    _check_text_side(cfg, arch, overrides, t5_tokenizer)
     return cfg
 
 
-def _check_text_side(cfg: Config, arch: Architecture, overrides: Sequence[str]) -> None:
+def _check_text_side(cfg: Config, arch: Architecture, overrides: Sequence[str], t5_tokenizer: bool) -> None:
     """The t5-small encoder and tokenizer fit only a latent width of 512 and a vocabulary of 32,100."""
     t5_encoder = not _overridden(overrides, "encoder.source") and cfg.encoder.source == "t5-small"
     if t5_encoder and arch.latent_dim != T5_LATENT:
         raise ConfigError(f"the checkpoint's latent width is {arch.latent_dim}, but recipe encoder t5-small gives "
                           f"{T5_LATENT}; pass encoder.source=... naming the encoder it was trained with")
-    t5_tokenizer = not _overridden(overrides, "encoder.tokenizer")
     if t5_tokenizer and arch.vocab_size != T5_VOCAB:
         raise ConfigError(f"the checkpoint's vocabulary is {arch.vocab_size}, but t5-small's tokenizer has "
                           f"{T5_VOCAB} entries; pass encoder.tokenizer=... naming the tokenizer it was trained with")

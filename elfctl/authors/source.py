@@ -27,9 +27,22 @@ class ResolvedSource:
     hub_subfolder: Optional[str] = None
 
 
+# A name ending in one of these is a file someone means on this machine, never a hub repo or folder.
+FILE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".pkl", ".pickle", ".msgpack", ".npz", ".json",
+                 ".yaml", ".yml", ".txt", ".jsonl", ".zip", ".tar", ".gz")
+
+
+def looks_like_path(text: str) -> bool:
+    """``./x``, ``/x``, ``~/x``, a name with a file suffix (``bad/missing.pt``), or one under a folder that exists
+    here (``runs/x``): a local path, even when nothing is there."""
+    path = Path(text).expanduser()
+    return (text.startswith((".", "/", "~")) or path.suffix.lower() in FILE_SUFFIXES
+            or (len(path.parts) > 1 and Path(path.parts[0]).is_dir()))
+
+
 def looks_like_hub_id(text: str) -> bool:
     """``org/name[/sub...]`` that is not a path on this machine."""
-    return (not text.startswith((".", "/", "~")) and not Path(text).expanduser().exists()
+    return (not looks_like_path(text) and not Path(text).expanduser().exists()
             and bool(_HUB_ID.fullmatch(text)))
 
 
@@ -68,6 +81,9 @@ def resolve_source(source: str) -> ResolvedSource:
         return ResolvedSource(source, path)
     if path.is_dir():
         return ResolvedSource(source, newest_checkpoint_file(path))
+    if looks_like_path(source):
+        raise ConfigError(f"SOURCE: file not found: {source} (looked at {path.resolve()}); give an existing "
+                          f"checkpoint_<step> file, a folder of them, or a hub repo id (org/name)")
     if not looks_like_hub_id(source):
         raise ConfigError(f"SOURCE: {source} is neither a file, a folder nor a hub repo id (org/name); looked at "
                           f"{path.resolve()}")

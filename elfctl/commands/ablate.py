@@ -18,6 +18,14 @@ def with_interval(value, ci, digits: int) -> str:
     return text + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else "")
 
 
+# The table's columns for the metrics an ablation asked for: (metric, title, row key, digits) of the scores
+# shown with their 95% interval, then (metric, row keys) of the plain numbers.
+SCORED_COLUMNS = (("genppl", "Gen PPL [95% CI]", "genppl", 1), ("entropy", "entropy [95% CI]", "entropy", 3))
+PLAIN_COLUMNS = (("rouge", ("rouge1", "rouge2", "rougeL")), ("bleu", ("bleu",)),
+                 ("diversity", ("distinct_1", "distinct_2", "distinct_3", "repetition_4gram", "empty_samples",
+                                "mean_length_words")))
+
+
 def ablate(
     name: Optional[str] = typer.Argument(None, help=f"Built-in ablation ({', '.join(builtin_specs())}) or a path "
                                                     "to your own ablation YAML (elfctl ablate --list shows the "
@@ -57,20 +65,24 @@ def ablate(
     spec = load_spec(name)
     summary = run_ablation(spec, scale, out, extra=list(overrides or []),
                            log=lambda s: console.print(s, markup=False, highlight=False))
-    judge = next((r.get("judge") for r in summary["rows"] if r.get("judge")), "?")
+    asked = summary.get("metrics") or []
     table = Table(title=f"{spec.name} ({scale}) — {spec.description}")
-    cols = ["variant", "train loss", "Gen PPL [95% CI]", "entropy [95% CI]"]
-    extra = [k for k in ("rouge1", "rouge2", "rougeL", "bleu") if any(k in r for r in summary["rows"])]
-    for col in cols + extra:
+    scored = [(title, key, digits) for metric, title, key, digits in SCORED_COLUMNS if metric in asked]
+    extra = [k for metric, keys in PLAIN_COLUMNS for k in keys
+             if metric in asked and any(k in r for r in summary["rows"])]
+    for col in ["variant", "train loss", *[title for title, _, _ in scored], *extra]:
         table.add_column(col)
     for r in summary["rows"]:
         fmt = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
-        table.add_row(r["variant"], fmt(r.get("train_loss")), with_interval(r.get("genppl"), r.get("genppl_ci95"), 1),
-                      with_interval(r.get("entropy"), r.get("entropy_ci95"), 3), *[fmt(r.get(k)) for k in extra])
+        table.add_row(r["variant"], fmt(r.get("train_loss")),
+                      *[with_interval(r.get(key), r.get(f"{key}_ci95"), digits) for _, key, digits in scored],
+                      *[fmt(r.get(k)) for k in extra])
     console.print(table)
     reused = sorted({r["reused_run"] for r in summary["rows"] if r.get("reused_run")})
     if reused:
         console.print(f"trained model reused from: {', '.join(reused)}", markup=False, highlight=False)
-    console.print(f"Gen PPL judge: {judge}. Finding under test: {spec.finding}", markup=False, highlight=False)
+    judge = next((r.get("judge") for r in summary["rows"] if r.get("judge")), None)
+    judged = f"Gen PPL judge: {judge}. " if judge and "genppl" in asked else ""
+    console.print(f"{judged}Finding under test: {spec.finding}", markup=False, highlight=False)
     console.print(f"results: {Path(out) / f'{spec.name}-{scale}' / 'results.json'}; plots: "
                   + ", ".join(summary.get("plots", [])), markup=False, highlight=False)

@@ -13,6 +13,9 @@ def distill(
                                                     "distill.teacher=runs/my-run distill.round_steps=200."),
     round_: Optional[int] = typer.Option(None, "--round", help="Run only this round (1-based); the rounds before it "
                                          "must be finished."),
+    new: bool = typer.Option(False, "--new", help="Start a new distillation directory beside an existing one "
+                             "(runs/NAME-2, ...) instead of resuming its rounds; a round's saved config never "
+                             "changes."),
 ) -> None:
     """Distill a trained ELF teacher into 16-, 8-, 4-, 2- and 1-step students, one round each, in order.
 
@@ -28,7 +31,7 @@ def distill(
     cfg = load_config(recipe, overrides or [])
     ok = False
     try:
-        dirs = run_distillation(cfg, only_round=round_, log=lambda s: typer.echo(s))
+        dirs = run_distillation(cfg, only_round=round_, new=new, log=lambda s: typer.echo(s))
         ok = True
     finally:
         shutdown_distributed(barrier=ok)

@@ -12,23 +12,28 @@ import typer
 from elfctl.eval.judge import OFFLINE_JUDGE
 
 
-def _fmt(v) -> str:
+def _fmt(v, like: Optional[float] = None) -> str:
+    """Plain decimals, never exponent notation: 3 places below 1000, 1 above (by ``like``'s size when given, so
+    the two ends of an interval and a value with its spread print alike: ``[60.3, 27620.4]``)."""
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "-"
     if isinstance(v, float):
-        return f"{v:.3f}" if abs(v) < 1000 else f"{v:.4g}"
+        size = abs(like) if like is not None and math.isfinite(like) else abs(v)
+        return f"{v:.3f}" if size < 1000 else f"{v:.1f}"
     return str(v)
 
 
 def _ci(pair) -> str:
     if not pair or any(x is None or (isinstance(x, float) and not math.isfinite(x)) for x in pair):
         return "-"
-    return f"[{_fmt(pair[0])}, {_fmt(pair[1])}]"
+    like = max(abs(float(x)) for x in pair)
+    return f"[{_fmt(float(pair[0]), like)}, {_fmt(float(pair[1]), like)}]"
 
 
 def _pm(row: dict, key: str) -> str:
-    std = row.get(f"{key}_std_over_seeds")
-    return _fmt(row.get(key)) + (f" ± {_fmt(std)}" if std is not None else "")
+    value, std = row.get(key), row.get(f"{key}_std_over_seeds")
+    like = value if isinstance(value, float) else None
+    return _fmt(value) + (f" ± {_fmt(std, like)}" if std is not None else "")
 
 
 def _row_items(row: dict) -> list[tuple[str, str]]:

@@ -70,8 +70,9 @@ def sample(
     suffix: Optional[str] = typer.Option(None, "--suffix", help="Infilling: pinned text at the end."),
     infill_length: Optional[int] = typer.Option(None, "--infill-length", help="Tokens generated between --prefix "
                                                 "and --suffix (default: all the room left)."),
-    trajectory: Optional[str] = typer.Option(None, "--trajectory", help="Record decoded text at these step "
-                                             "indices, e.g. 0,8,16,31."),
+    trajectory: Optional[str] = typer.Option(None, "--trajectory", help="Record the decoded text after every step "
+                                             "('all') or at these step indices (e.g. 0,8,16,31), for `elfctl "
+                                             "view`; each costs one decode pass per batch."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow loading a pickle weights file."),
     truncate: bool = typer.Option(False, "--truncate", help="Truncate prompts that do not fit (with a warning)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
@@ -80,13 +81,14 @@ def sample(
     """Sample text from a trained ELF model and write a JSONL file (a header line, then one line per sample)."""
     from elfctl.errors import ConfigError
     from elfctl.sampling.run import SampleRequest, run_sampling
+    from elfctl.sampling.trajectory import parse_trajectory
 
     if checkpoint is not None and run is not None:
         raise ConfigError("give either --checkpoint or --run, not both")
     req = SampleRequest(ref=checkpoint or run, settings=settings or {}, seeds=_parse_int_list(seeds, "--seeds"),
                         out=out, runs_dir=runs_dir, input_file=input_file, prompt=prompt, prefix=prefix,
                         suffix=suffix, infill_length=infill_length,
-                        trajectory=_parse_int_list(trajectory, "--trajectory"), trust_pickle=trust_pickle,
+                        trajectory=parse_trajectory(trajectory), trust_pickle=trust_pickle,
                         truncate=truncate, device=device, flag_names=True)
     for path, header in run_sampling(req, log=typer.echo):
         typer.echo(f"wrote {header['num_samples']} samples to {path} ({header['nfe']} forward passes per batch, "

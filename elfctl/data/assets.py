@@ -55,8 +55,13 @@ T5_SMALL_CONFIG = {
 
 
 def cache_root(data_dir: Optional[str] = None) -> Path:
-    """Where assets and built datasets are cached: data_dir, else $ELFCTL_CACHE, else ~/.cache/elfctl."""
-    root = data_dir or os.environ.get("ELFCTL_CACHE") or Path.home() / ".cache" / "elfctl"
+    """Where assets, built datasets and imports are cached: data_dir, else $ELFCTL_CACHE, else
+    $XDG_CACHE_HOME/elfctl, else ~/.cache/elfctl (the XDG convention; a relative XDG_CACHE_HOME is ignored, as the
+    specification says)."""
+    root = data_dir or os.environ.get("ELFCTL_CACHE")
+    if not root:
+        xdg = os.environ.get("XDG_CACHE_HOME", "")
+        root = Path(xdg) / "elfctl" if os.path.isabs(xdg) else Path.home() / ".cache" / "elfctl"
     return Path(root).expanduser()
 
 

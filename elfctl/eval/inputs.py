@@ -41,13 +41,29 @@ class Samples:
     inputs: list[Optional[str]] = field(default_factory=list)   # conditional samples: the input of each
 
 
+# Files an elfctl user has at hand that are never samples: configs, weights, checkpoints, arrays, archives.
+NOT_SAMPLES = {".yaml": "a YAML config", ".yml": "a YAML config", ".toml": "a TOML config",
+               ".safetensors": "a weights file", ".pt": "a torch checkpoint", ".pth": "a torch checkpoint",
+               ".bin": "a weights file", ".ckpt": "a checkpoint", ".pkl": "a pickle", ".pickle": "a pickle",
+               ".npy": "a numpy array", ".npz": "a numpy archive", ".gguf": "a GGUF model",
+               ".parquet": "a Parquet table", ".arrow": "an Arrow table", ".zip": "an archive",
+               ".gz": "a compressed file", ".tar": "an archive", ".png": "an image", ".jpg": "an image"}
+SAMPLE_FORMS = ("elfctl sample's JSONL output, a JSON list of strings, or plain text (one sample per line)")
+
+
 def _text(path: Path, flag: str) -> str:
     from elfctl.data.text_sources import read_utf8
 
     if not path.is_file():
         what = "is a directory, not a file" if path.is_dir() else "file not found"
         raise ConfigError(f"{flag}: {what}: {path}")
-    return read_utf8(path)
+    kind = NOT_SAMPLES.get(path.suffix.lower())
+    if kind is not None:
+        raise ConfigError(f"{flag}: {path} is {kind}, not samples; give {SAMPLE_FORMS}")
+    text = read_utf8(path)
+    if "\x00" in text:  # UTF-8 decodes NUL bytes: a binary file (weights, tensors), not text
+        raise ConfigError(f"{flag}: {path} is a binary file (it holds NUL bytes), not samples; give {SAMPLE_FORMS}")
+    return text
 
 
 def sniff_format(text: str) -> str:

@@ -326,4 +326,7 @@ def headline(results: dict) -> dict:
         out.update(results["rouge"])
     if "bleu" in results:
         out["bleu"] = results["bleu"]
+    if "diversity" in results:  # its numbers (distinct_n, repetition, ...), not the length histogram
+        out.update({k: v for k, v in results["diversity"].items() if isinstance(v, (int, float))})
+    out["metrics"] = results.get("metrics")
     return out

@@ -13,7 +13,8 @@ Output format (read by ``elfctl eval``): a header line
 ``{"type": "header", "checkpoint", "step", "run_dir", "recipe", "task", "sampler": {...}, "guidance": {...},
 "seed", "nfe", "rows_per_batch", "wall_time_s", "ema", "device", "precision", "compile", "kernels_backend",
 "num_samples"}`` then one line per sample ``{"type": "sample", "index", "text", "token_ids", "input"?, "reference"?,
-"prefix"?, "suffix"?, "trajectory"?}``. Each batch b is seeded by (seed, b), so a sample does not depend on the
+"prefix"?, "suffix"?, "trajectory"?}`` (``trajectory``: one frame ``{"step", "text", "tokens", "pinned"?}`` per
+recorded step, :mod:`elfctl.sampling.trajectory`). Each batch b is seeded by (seed, b), so a sample does not depend on the
 batches before it.
 
 While a seed is drawn, finished batches are appended to ``<out>.partial`` (its header says ``"partial": true``); the
@@ -36,6 +37,7 @@ from elfctl.atomic import atomic_write_jsonl
 from elfctl.config import SampleConfig
 from elfctl.errors import ConfigError
 from elfctl.sampling import settings as sample_settings
+from elfctl.sampling.trajectory import TrajectorySpec, trajectory_steps
 
 Log = Callable[[str], None]
 
@@ -52,7 +54,7 @@ class SampleRequest:
     prefix: Optional[str] = None
     suffix: Optional[str] = None
     infill_length: Optional[int] = None
-    trajectory: list[int] = field(default_factory=list)
+    trajectory: TrajectorySpec = field(default_factory=list)  # step indices, or "all"
     trust_pickle: bool = False
     truncate: bool = False
     device: str = "auto"
@@ -75,6 +77,7 @@ class _Job:
     run_dir: Path
     backend: str
     warn: Log
+    trajectory: list[int] = field(default_factory=list)  # the step indices decoded for the trajectory
 
     @property
     def conditional(self) -> bool:
@@ -166,16 +169,14 @@ def _plan(req: SampleRequest, loaded, overrides: dict, device: torch.device, log
     conditional = cfg.data.task == "conditional"
     sample, guidance = sample_settings.resolve(cfg.sample, overrides, conditional=conditional,
                                                flags=req.flag_names)
-    bad = [k for k in req.trajectory if not 0 <= k < sample.steps]
-    if bad:
-        raise ConfigError(f"--trajectory: step {bad[0]} is out of range; steps are 0..{sample.steps - 1}")
+    traj = trajectory_steps(req.trajectory, sample.steps)
     _check_task_flags(req, conditional)
     inputs, num = _inputs(req, loaded, sample, "num_samples" in overrides, log, warn)
     run_dir = loaded.checkpoint.parent.parent if loaded.checkpoint.is_dir() else loaded.checkpoint.parent
     seeds = req.seeds or [sample.seed]
     outputs = {s: output_path(req.out, run_dir, sample, s, many=len(seeds) > 1) for s in seeds}
     return _Job(req, loaded, sample, guidance, _build_sampler(loaded, sample, device), device, inputs, num, outputs,
-                run_dir, kernels.resolve_backend(torch.empty(0, device=device)), warn)
+                run_dir, kernels.resolve_backend(torch.empty(0, device=device)), warn, traj)
 
 
 def _check_task_flags(req: SampleRequest, conditional: bool) -> None:
@@ -214,6 +215,9 @@ def _inputs(req: SampleRequest, loaded, sample: SampleConfig, num_given: bool, l
     if num_given and sample.num_samples != len(inputs):
         warn(f"{sample.num_samples} samples asked for, but {what} has {len(inputs)} inputs: drawing "
              f"{min(sample.num_samples, len(inputs))}, one per input")
+    elif len(inputs) < sample.num_samples:  # fewer than the recipe's number: say why the file is short
+        log(f"{what} has {len(inputs)} inputs: drawing {len(inputs)}, one per input (the recipe's "
+            f"sample.num_samples, {sample.num_samples}, applies to the held-out inputs only)")
     return inputs, min(sample.num_samples, len(inputs)) if num_given else len(inputs)
 
 
@@ -271,7 +275,7 @@ def _draw_seed(job: _Job, seed: int, out: Path, log: Log) -> tuple[Path, dict]:
             # each batch has its own stream from (seed, b): a sample does not depend on the batches before it
             res = job.sampler.sample(n, job.loaded.cfg.data.max_length, job.loaded.model.latent_dim,
                                      seed=mix_seed(seed, b), device=job.device, cond=cond,
-                                     trajectory_steps=job.req.trajectory)
+                                     trajectory_steps=job.trajectory)
             stats.update(nfe=res.nfe, rows=max(stats["rows"], res.rows), traj=res.trajectory_passes)
             batch = _records(job, res, start, batch_inputs, cond, layout)
             partial.append(batch)
@@ -314,6 +318,8 @@ def _records(job: _Job, res, start: int, batch_inputs: list[dict], cond, layout)
     all_ids = res.token_ids.cpu().tolist()
     n_cond = cond.mask.sum(dim=1).cpu().tolist() if job.conditional else None
     traj = [(k, t.cpu().tolist()) for k, t in res.trajectory]
+    pieces: dict = {}  # token pieces memoized across the batch's frames
+    mask_id = getattr(job.sampler, "mask_id", None)  # a masked-diffusion sampler's canvas shows [MASK]
     out = []
     for j, ids in enumerate(all_ids):
         rec = {"type": "sample", "index": start + j}
@@ -329,10 +335,27 @@ def _records(job: _Job, res, start: int, batch_inputs: list[dict], cond, layout)
         else:
             rec["text"] = decode_ids(tok, ids)
         rec["token_ids"] = ids
-        if traj:
-            rec["trajectory"] = [{"step": k, "text": decode_ids(tok, t[j])} for k, t in traj]
+        if traj:  # each frame shows what the final text shows: the target of a conditional, the infill's full text
+            rec["trajectory"] = [_frame(tok, k, t[j], n_cond[j] if job.conditional else 0, layout, pieces,
+                                        mask_id) for k, t in traj]
         out.append(rec)
     return out
+
+
+def _frame(tok, step: int, row: list[int], n_cond: int, layout: Optional[dict], cache: dict,
+           mask_id: Optional[int] = None) -> dict:
+    """One trajectory frame of one row, cut as the final text is (condition dropped; infill prefix + middle +
+    suffix, the pinned prefix and suffix marked)."""
+    from elfctl.data.tokenize import eos_id
+    from elfctl.sampling.conditioning import infill_text_ids
+    from elfctl.sampling.trajectory import frame_record
+
+    if layout is None:
+        return frame_record(tok, step, row[n_cond:], cache=cache, mask_id=mask_id)
+    mid, full = infill_text_ids(row, layout, eos_id(tok))
+    pre, suf = len(layout["prefix_ids"]), len(layout["suffix_ids"])
+    return frame_record(tok, step, full, pinned=[(0, pre), (pre + len(mid), pre + len(mid) + suf)], cache=cache,
+                        mask_id=mask_id)
 
 
 def _header(job: _Job, seed: int, *, stats: Optional[dict] = None, wall: Optional[float] = None,

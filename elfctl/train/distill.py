@@ -46,7 +46,8 @@ class Round:
 
     @property
     def name(self) -> str:
-        return f"round {self.index} ({self.student_steps}-step student, {self.sub_steps} teacher sub-steps)"
+        return (f"round {self.index} ({self.student_steps}-step student, {self.sub_steps} teacher "
+                f"sub-step{'' if self.sub_steps == 1 else 's'})")
 
 
 def plan_rounds(cfg: Config) -> list[Round]:
@@ -151,7 +152,7 @@ def _check_round_meta(rnd: Round, meta: dict) -> None:
     for key in ("teacher_checkpoint", "init_from", "student_steps", "teacher_sub_steps"):
         if old.get(key) != meta.get(key):
             raise ConfigError(f"cannot resume {rnd.run_dir}: it was started with {key} {old.get(key)!r}, now "
-                              f"{meta.get(key)!r}; restore that or use another train.run_dir")
+                              f"{meta.get(key)!r}; restore that, pass --new for a new directory, or set train.run_dir")
 
 
 def round_loss_trend(run_dir: Path) -> Optional[tuple[float, float]]:
@@ -206,14 +207,21 @@ def teacher_latent_cache(cfg: Config, teacher: Teacher) -> Optional[str]:
     return str(cache)
 
 
-def run_distillation(cfg: Config, *, only_round: Optional[int] = None, log: Callable[[str], None] = print,
-                     data_source: Optional[Callable] = None) -> list[Path]:
+def run_distillation(cfg: Config, *, only_round: Optional[int] = None, new: bool = False,
+                     log: Callable[[str], None] = print, data_source: Optional[Callable] = None) -> list[Path]:
     """Run every round in order (or only round ``only_round``, 1-based); returns the round run directories.
 
-    ``data_source`` (tests) replaces the shared :class:`~elfctl.train.trainer.DataSource`.
+    ``new`` (``--new``, as for ``elfctl train``): every round goes under a new directory beside an existing
+    train.run_dir (runs/NAME-2, ...) instead of resuming it. ``data_source`` (tests) replaces the shared
+    :class:`~elfctl.train.trainer.DataSource`.
     """
     from elfctl.distill_objective import DistillObjective
+    from elfctl.train.run_dir import new_run_dir
     from elfctl.train.trainer import Trainer
+
+    if new:
+        root = new_run_dir(cfg.resolved_run_dir())
+        cfg = config_from_dict({**cfg.to_dict(), "train": {**cfg.to_dict()["train"], "run_dir": str(root)}})
 
     if cfg.data.task != "unconditional":
         raise ConfigError(f"data.task: distillation is unconditional (the authors' released curriculum); the "
@@ -261,7 +269,7 @@ def run_distillation(cfg: Config, *, only_round: Optional[int] = None, log: Call
         if int(os.environ.get("RANK", "0")) == 0:
             rnd.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(rnd.run_dir / ROUND_META, meta)
-        log(f"{rnd.name}: {steps} steps from {init_from} -> {rnd.run_dir}")
+        log(f"{rnd.name}: {steps} step{'' if steps == 1 else 's'} from {init_from} -> {rnd.run_dir}")
 
         def objective(c: Config, data, device: torch.device, rnd: Round = rnd) -> DistillObjective:
             model = teacher.model.to(device)

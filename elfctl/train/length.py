@@ -21,12 +21,12 @@ class TrainLength:
     warmup_epochs: Optional[float]   # as the recipe said it (None: given in steps)
 
     def describe(self) -> str:
-        """One line for the start of training."""
-        total = (f"train.epochs {self.epochs:g} = {self.steps} steps" if self.epochs is not None
-                 else f"{self.steps} steps ({self.steps / self.steps_per_epoch:.3g} epochs)")
-        warm = (f"optim.warmup_epochs {self.warmup_epochs:g} = {self.warmup_steps} steps"
-                if self.warmup_epochs is not None else f"{self.warmup_steps} warm-up steps")
-        return f"training length: {total} at {self.steps_per_epoch:.4g} steps per epoch; {warm}"
+        """One line for the start of training (plain decimals, never 1.2e+04; "1 step", "2 steps")."""
+        total = (f"train.epochs {self.epochs:g} = {_count(self.steps, 'step')}" if self.epochs is not None
+                 else f"{_count(self.steps, 'step')} ({_plain(self.steps / self.steps_per_epoch)} epochs)")
+        warm = (f"optim.warmup_epochs {self.warmup_epochs:g} = {_count(self.warmup_steps, 'step')}"
+                if self.warmup_epochs is not None else _count(self.warmup_steps, "warm-up step"))
+        return f"training length: {total} at {_plain(self.steps_per_epoch)} steps per epoch; {warm}"
 
     def warning(self) -> Optional[str]:
         """A warm-up longer than the run never reaches the peak lr: say so in one line."""
@@ -34,6 +34,18 @@ class TrainLength:
             return (f"warning: the warm-up ({self.warmup_steps} steps) is longer than the run ({self.steps} steps): "
                     f"the lr never reaches its peak; lower optim.warmup_steps / optim.warmup_epochs")
         return None
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _plain(x: float) -> str:
+    """Three significant digits, or the whole integer part, in plain decimals: 0.0128, 2.5, 157, 35156."""
+    if x == 0 or not math.isfinite(x):
+        return f"{x:g}"
+    text = f"{x:.{max(0, 2 - math.floor(math.log10(abs(x))))}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _epochs_to_steps(epochs: float, steps_per_epoch: float) -> int:

@@ -4,8 +4,13 @@
   differs anywhere (any section, except the few keys below that say where or how fast it runs, not what
   is trained) is refused with every difference listed; ``--new`` starts a new directory instead
   (``runs/quickstart`` → ``runs/quickstart-2``).
-* ``config.yaml`` is written once, when training is about to start (setup succeeded), never overwritten while
-  the run has checkpoints.
+* The one exception: a run may be made longer. When the length keys (``train.steps`` / ``train.epochs``) are the only
+  difference and the new length is past the run's last checkpoint, training continues from that checkpoint,
+  ``config.yaml`` takes the new length and ``length_changes.jsonl`` records the change (old and new length, the
+  step where it changed). Warm-up (given in steps, or in epochs of the same data) is unchanged; a cosine decay is
+  recomputed over the new length, so its lr rises again at the change (the paper's constant schedule is unaffected).
+* ``config.yaml`` is written once, when training is about to start (setup succeeded), and otherwise rewritten only
+  to extend the run as above.
 * A train that fails before its first checkpoint in a directory it created removes what it wrote there
   (config, metrics, lock), so a failed first attempt leaves no run behind (a precomputed latent cache stays).
 """
@@ -30,12 +35,15 @@ RUNTIME_KEYS = ("train.run_dir", "train.device", "train.fsdp", "train.grad_accum
                 "train.compile",
                 "model.gradient_checkpointing", "data.num_workers", "data.data_dir", "data.prefetch_factor",
                 "data.tokenize_workers", "train.loggers", "train.wandb_project")
+# Keys that only say how long the run trains: changing them extends (or shortens) the same run.
+LENGTH_KEYS = ("train.steps", "train.epochs")
+LENGTH_CHANGES_NAME = "length_changes.jsonl"
 # What a failed first attempt may have written into a directory it created.
 FIRST_ATTEMPT_FILES = (CONFIG_NAME, "metrics.jsonl")
 
 
-def config_differences(saved: dict, now: dict, prefix: str = "") -> list[str]:
-    """Every key path where two resolved configs differ, as ``path: run has A, now B``."""
+def differing_keys(saved: dict, now: dict, prefix: str = "") -> list[tuple[str, object, object]]:
+    """``(key path, saved value, new value)`` wherever two resolved configs differ, runtime keys left out."""
     out = []
     for key in sorted(set(saved) | set(now), key=str):
         a, b = saved.get(key), now.get(key)
@@ -43,10 +51,15 @@ def config_differences(saved: dict, now: dict, prefix: str = "") -> list[str]:
         if path in RUNTIME_KEYS:
             continue
         if isinstance(a, dict) and isinstance(b, dict):
-            out += config_differences(a, b, path + ".")
+            out += differing_keys(a, b, path + ".")
         elif a != b:
-            out.append(f"{path}: run has {a!r}, now {b!r}")
+            out.append((path, a, b))
     return out
+
+
+def config_differences(saved: dict, now: dict) -> list[str]:
+    """Every key path where two resolved configs differ, as ``path: run has A, now B``."""
+    return [f"{path}: run has {a!r}, now {b!r}" for path, a, b in differing_keys(saved, now)]
 
 
 def saved_config_path(run_dir: Path, latest: Optional[Path]) -> Optional[Path]:
@@ -58,18 +71,42 @@ def saved_config_path(run_dir: Path, latest: Optional[Path]) -> Optional[Path]:
     return None
 
 
-def check_same_config(run_dir: Path, cfg: Config, latest: Optional[Path]) -> None:
-    """Refuse (one line, all differences) to train a run that has checkpoints with a different config."""
+def check_same_config(run_dir: Path, cfg: Config, latest: Optional[Path]) -> dict[str, tuple]:
+    """Refuse (one line, all differences) to train a run that has checkpoints with a different config.
+
+    Returns the length keys that changed (``{"train.steps": (4, 6)}``), the one change that is allowed: the caller
+    continues the run to the new length (:func:`record_length_change`) or has nothing to do.
+    """
     if latest is None:
-        return  # nothing trained yet: a leftover config.yaml describes no model
+        return {}  # nothing trained yet: a leftover config.yaml describes no model
     path = saved_config_path(run_dir, latest)
     if path is None:
-        return
-    diffs = config_differences(load_resolved(path).to_dict(), cfg.to_dict())
+        return {}
+    diffs = differing_keys(load_resolved(path).to_dict(), cfg.to_dict())
+    if diffs and all(key in LENGTH_KEYS for key, _, _ in diffs):
+        return {key: (a, b) for key, a, b in diffs}
     if diffs:
+        shown = [f"{key}: run has {a!r}, now {b!r}" for key, a, b in diffs]
         raise ConfigError(f"{run_dir} was trained with another config ({len(diffs)} difference"
-                          f"{'s' if len(diffs) > 1 else ''}: {'; '.join(diffs)}); its saved config never changes: "
+                          f"{'s' if len(diffs) > 1 else ''}: {'; '.join(shown)}); its saved config never changes "
+                          f"(only {' / '.join(LENGTH_KEYS)} may, to train it longer): "
                           f"pass --new for a new run directory, or set train.run_dir")
+    return {}
+
+
+def record_length_change(run_dir: Path, cfg: Config, changed: dict[str, tuple], *, at_step: int, old_steps: int,
+                         new_steps: int) -> None:
+    """The run now trains to ``new_steps``: its config.yaml says so and ``length_changes.jsonl`` keeps the history."""
+    import json
+    import time
+
+    entry = {"at_step": at_step, "old_steps": old_steps, "new_steps": new_steps,
+             "keys": {k: {"old": a, "new": b} for k, (a, b) in changed.items()},
+             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    history = run_dir / LENGTH_CHANGES_NAME
+    before = history.read_text() if history.is_file() else ""
+    atomic_write_text(history, before + json.dumps(entry) + "\n")
+    atomic_write_text(run_dir / CONFIG_NAME, cfg.to_yaml())
 
 
 def new_run_dir(base: Path) -> Path:

@@ -22,7 +22,7 @@ import torch.nn as nn
 from torch.utils.data import default_collate
 
 from elfctl.atomic import atomic_write_text
-from elfctl.config import Config
+from elfctl.config import Config, load_resolved
 from elfctl.errors import ConfigError, ElfRuntimeError
 from elfctl.model import build_model, count_parameters
 from elfctl.objective import ElfObjective
@@ -242,6 +242,7 @@ class Trainer:
             self.run_dir = rundir.new_run_dir(self.run_dir)
             cfg.train.run_dir = str(self.run_dir)
         self._stop = GracefulStop()
+        self._length_change: dict[str, tuple] = {}  # set by _prepare_run_dir: length keys changed on a resume
 
     # ------------------------------------------------------------------ setup
     def _log(self, msg: str) -> None:
@@ -254,7 +255,7 @@ class Trainer:
         if latest is not None and self.fresh:
             raise ConfigError(f"train.run_dir: {self.run_dir} already holds checkpoints and --fresh refuses to "
                               f"resume; pick another train.run_dir, pass --new, or remove that directory")
-        rundir.check_same_config(self.run_dir, self.cfg, latest)
+        self._length_change = rundir.check_same_config(self.run_dir, self.cfg, latest)
         return latest
 
     def _trim_metrics(self, step: int) -> None:
@@ -284,6 +285,7 @@ class Trainer:
         latest = self._prepare_run_dir()
         s = self._build(latest)          # data, network, optimisers, EMA, batch order, objective
         self._resume_or_start(s)         # weights and optimiser state of the newest intact checkpoint
+        self._extend(s)                  # a longer train.steps / train.epochs than the run's: record it
         self._announce(s)                # the run's config on disk, one summary line
         self._wrap_for_parallel(s)       # compile blocks; DDP or FSDP forwards
         if s.total <= s.step:
@@ -346,6 +348,22 @@ class Trainer:
             self._log(f"resumed {self.run_dir} from step {s.step}")
         else:
             self._trim_metrics(0)
+
+    def _extend(self, s: "_RunState") -> None:
+        """Only the length keys differ from the run's saved config: continue it to the new length, on record."""
+        changed = self._length_change
+        if not changed or s.total <= s.step:
+            return  # same length, or the run already got there ("nothing to do" below)
+        saved = load_resolved(rundir.saved_config_path(self.run_dir, s.latest))
+        old = resolve_length(saved.train, saved.optim, len(s.data.dataset)).steps
+        if self.info.is_main:
+            rundir.record_length_change(self.run_dir, self.cfg, changed, at_step=s.step, old_steps=old,
+                                        new_steps=s.total)
+        keys = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
+        self._log(f"extending {self.run_dir}: {keys}; {old} -> {s.total} steps, continuing from step {s.step} "
+                  f"(recorded in {rundir.LENGTH_CHANGES_NAME})")
+        if self.cfg.optim.schedule == "cosine":
+            self._log("note: optim.schedule cosine decays over the new length, so the lr rises again from here")
 
     def _announce(self, s: "_RunState") -> None:
         cfg, info = self.cfg, self.info
