@@ -162,8 +162,13 @@ def _load(req: SampleRequest, overrides: dict, device: torch.device):
 def _plan(req: SampleRequest, loaded, overrides: dict, device: torch.device, log: Log, warn: Log) -> _Job:
     from elfctl.kernels import ops as kernels
 
+    from elfctl.sampling.student import is_student, step_settings
+
     cfg = loaded.cfg
     conditional = cfg.data.task == "conditional"
+    run_dir = loaded.checkpoint.parent.parent if loaded.checkpoint.is_dir() else loaded.checkpoint.parent
+    if "steps" in overrides and is_student(run_dir):  # the student's table row for that step count
+        overrides = {**step_settings(cfg.distill.samplers, overrides["steps"], overrides), **overrides}
     sample, guidance = sample_settings.resolve(cfg.sample, overrides, conditional=conditional,
                                                flags=req.flag_names)
     bad = [k for k in req.trajectory if not 0 <= k < sample.steps]
@@ -171,7 +176,6 @@ def _plan(req: SampleRequest, loaded, overrides: dict, device: torch.device, log
         raise ConfigError(f"--trajectory: step {bad[0]} is out of range; steps are 0..{sample.steps - 1}")
     _check_task_flags(req, conditional)
     inputs, num = _inputs(req, loaded, sample, "num_samples" in overrides, log, warn)
-    run_dir = loaded.checkpoint.parent.parent if loaded.checkpoint.is_dir() else loaded.checkpoint.parent
     seeds = req.seeds or [sample.seed]
     outputs = {s: output_path(req.out, run_dir, sample, s, many=len(seeds) > 1) for s in seeds}
     return _Job(req, loaded, sample, guidance, _build_sampler(loaded, sample, device), device, inputs, num, outputs,
@@ -221,7 +225,7 @@ def _held_out_inputs(loaded, n: int, log: Log) -> list[dict]:
     """The first n held-out examples; conditions longer than the model's room are cut exactly as training cut them."""
     from elfctl.data.dataset import reference_texts
     from elfctl.data.tokenize import token_ids
-    from elfctl.sampling.conditioning import condition_room
+    from elfctl.data.tokenize import condition_room
 
     cfg = loaded.cfg
     inputs = [{"input": r["input"], "reference": r["output"], "truncate": True} for r in reference_texts(cfg, n=n)]
@@ -313,12 +317,13 @@ def _records(job: _Job, res, start: int, batch_inputs: list[dict], cond, layout)
     tok, req = job.loaded.tokenizer, job.req
     all_ids = res.token_ids.cpu().tolist()
     n_cond = cond.mask.sum(dim=1).cpu().tolist() if job.conditional else None
+    keep = output_length(job.loaded.cfg.data, job.sample) if job.conditional else None
     traj = [(k, t.cpu().tolist()) for k, t in res.trajectory]
     out = []
     for j, ids in enumerate(all_ids):
         rec = {"type": "sample", "index": start + j}
         if job.conditional:
-            ids = ids[n_cond[j]:]
+            ids = ids[n_cond[j]:][:keep]
             rec["text"], rec["input"] = decode_ids(tok, ids), batch_inputs[j]["input"]
             if "reference" in batch_inputs[j]:
                 rec["reference"] = batch_inputs[j]["reference"]
@@ -333,6 +338,14 @@ def _records(job: _Job, res, start: int, batch_inputs: list[dict], cond, layout)
             rec["trajectory"] = [{"step": k, "text": decode_ids(tok, t[j])} for k, t in traj]
         out.append(rec)
     return out
+
+
+def output_length(data_cfg, sample: SampleConfig) -> Optional[int]:
+    """Tokens a conditional sample keeps after its condition: ``sample.max_new_tokens``, else the authors' rule
+    ``max_length - max_input_length`` (None: everything after the condition)."""
+    if sample.max_new_tokens is not None:
+        return sample.max_new_tokens
+    return data_cfg.max_length - data_cfg.max_input_length if data_cfg.max_input_length else None
 
 
 def _header(job: _Job, seed: int, *, stats: Optional[dict] = None, wall: Optional[float] = None,
@@ -354,6 +367,8 @@ def _header(job: _Job, seed: int, *, stats: Optional[dict] = None, wall: Optiona
     header.update({"ema": loaded.ema, "device": str(job.device), "precision": precision_label(job.device, s.bf16),
                    "compile": s.compile, "kernels_backend": job.backend, "num_samples": num,
                    "tokenizer": loaded.cfg.encoder.tokenizer or loaded.cfg.encoder.source})
+    if job.conditional:  # what the run was trained with, and how much of each output is kept
+        header.update(cond_layout=loaded.cfg.data.cond_layout, max_new_tokens=output_length(loaded.cfg.data, s))
     return header
 
 
