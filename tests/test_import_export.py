@@ -370,7 +370,9 @@ def test_export_then_import_gives_identical_tensors(tmp_path, tiny_encoder_dir, 
     run = tmp_path / "run"
     over = text_overrides(tiny_encoder_dir, tiny_corpus)
     assert main(["import", str(src), "--out", str(run), *over]) == 0
+    capsys.readouterr()
     assert main(["export", str(run), "--format", "authors", "--out", str(tmp_path / "exp")]) == 0
+    assert "for sampling and evaluation" in capsys.readouterr().err  # not for resuming their trainer
     exported = tmp_path / "exp" / "checkpoint_7"
     back = torch.load(exported, weights_only=True)
     original = torch.load(src, weights_only=True)

@@ -5,6 +5,10 @@ Their loader (``load_checkpoint`` on branch pytorch_elf) requires ``params``, ``
 optimizer. We write their parameter names with the decode kernels back in (in, out) layout, and an optimizer
 state with no moments whose two parameter groups (Muon for 2-D tensors, Nesterov-Adam for the rest, in their
 order) match what their code builds, so it loads and starts from fresh moments.
+
+An export is for sampling and evaluation in their code. It carries no optimizer moments, no scheduler state
+(``lr_scheduler: None``) and ``epoch`` only when the run was imported at that step, so their trainer resuming from
+it would restart its warm-up and count the epoch's batches from the wrong place; continue training in elfctl.
 """
 
 from __future__ import annotations
@@ -66,4 +70,6 @@ def export_authors(ref: Path, out: Optional[Path] = None, *, runs_root: Path = P
     target = (Path(out) if out is not None else run_dir / "authors") / f"checkpoint_{step}"
     with atomic_open(target, "wb") as f:
         torch.save(payload, f)
+    note("note: the export is for sampling and evaluation in the authors' code; it holds no optimizer moments or "
+         "scheduler state, so continue training in elfctl, not in their trainer")
     return target
