@@ -88,6 +88,10 @@ class DataConfig:
                                          lo=1)
     pad_token: str = _f("pad", "pad (loss only on valid tokens) or eos (eos as pad, loss everywhere; for "
                         "conditional tasks).", choices=("pad", "eos"))
+    cond_layout: str = _f("authors", "Conditional tasks: how condition and target share the sequence. authors: "
+                          "[condition[:max_input_length] ; target], nothing added, cut to max_length (the authors' "
+                          "code, their released models and data.pretokenized). eos: elfctl's earlier layout, each "
+                          "part closed by an eos (runs trained before this key existed).", choices=("authors", "eos"))
     packing: bool = _f(False, "Unconditional: concatenate texts and cut into full windows instead of padding.")
     max_examples: Optional[int] = _f(None, "Use at most this many training examples.", lo=1)
     data_dir: Optional[str] = _f(None, "Where built-in datasets and downloaded assets are cached "
@@ -218,6 +222,9 @@ class SampleConfig:
     bf16: bool = _f(True, "bf16 autocast for sampling on CUDA (heads stay fp32; TF32 for the fp32 matmuls), as the "
                     "authors sample. Ignored on CPU (fp32).")
     compile: bool = _f(False, "torch.compile the network for sampling.")
+    max_new_tokens: Optional[int] = _f(None, "Conditional models: keep at most this many tokens after the "
+                                       "condition (null: data.max_length - data.max_input_length, as the authors' "
+                                       "generation keeps).", lo=1)
 
 
 JUDGE_DTYPES = ("float32", "bfloat16", "float64")   # the one list; elfctl.eval.protocol checks against it
@@ -437,6 +444,9 @@ def _cross_checks(cfg: Config) -> None:
     if cfg.data.max_input_length is not None and cfg.data.max_input_length >= cfg.data.max_length:
         raise ConfigError(f"data.max_input_length: {cfg.data.max_input_length} leaves no room for the target; "
                           f"must be < data.max_length ({cfg.data.max_length})")
+    if cfg.data.pretokenized and cfg.data.task == "conditional" and cfg.data.cond_layout != "authors":
+        raise ConfigError(f"data.cond_layout: {cfg.data.cond_layout} cannot apply to data.pretokenized, whose rows "
+                          f"are read as the authors' loader reads them; set data.cond_layout=authors")
     if cfg.objective.sc_cfg_max < cfg.objective.sc_cfg_min:
         raise ConfigError("objective.sc_cfg_max: must be >= objective.sc_cfg_min")
     mbs = cfg.train.micro_batch_size
@@ -649,7 +659,20 @@ def load_config(recipe: str | Path | None, overrides: typing.Sequence[str] = ())
 
 def load_resolved(path: Path) -> Config:
     """Load a config saved by a run (already resolved; validated again)."""
-    return config_from_dict(_read_yaml(path))
+    data = _read_yaml(path)
+    _legacy_cond_layout(data, Path(path))
+    return config_from_dict(data)
+
+
+def _legacy_cond_layout(data: dict, path: Path) -> None:
+    """A conditional run saved before ``data.cond_layout`` existed keeps the layout it was trained with: the
+    authors' for their imported models and for data.pretokenized (read as their loader reads it), else eos."""
+    d = data.get("data")
+    if not isinstance(d, dict) or d.get("task") != "conditional" or "cond_layout" in d:
+        return
+    # config.yaml of a run, or the copy in RUN/checkpoints/step_N/
+    imported = any((p / "provenance.json").is_file() for p in (path.parent, path.parent.parent.parent))
+    d["cond_layout"] = "authors" if (imported or d.get("pretokenized")) else "eos"
 
 
 def check_value(section: str, key: str, value: Any, *, name: str | None = None) -> Any:

@@ -38,13 +38,13 @@ def test_conditional_layout_masks_and_eos_padding(tiny_encoder_dir):
     item = SequenceBuilder(tok, cfg.data).pair("the big red cat sat", "a dog")
     eos = tok.eos_token_id
     ids = item["input_ids"].tolist()
-    # condition truncated to max_input_length (3 words + eos), then target + eos, then eos padding
-    assert ids[:4] == tok("the big red", add_special_tokens=False)["input_ids"] + [eos]
-    assert ids[4:7] == tok("a dog", add_special_tokens=False)["input_ids"] + [eos]
-    assert ids[7:] == [eos] * 3
+    # the authors' layout: condition truncated to max_input_length (4 words), then the target, then eos padding
+    assert ids[:4] == tok("the big red cat", add_special_tokens=False)["input_ids"]
+    assert ids[4:6] == tok("a dog", add_special_tokens=False)["input_ids"]
+    assert ids[6:] == [eos] * 4
     assert item["cond_mask"].tolist() == [True] * 4 + [False] * 6
     # eos as pad: the padding is not a real token (never an encoder key); the objective still puts loss on it
-    assert item["attention_mask"].tolist() == [True] * 7 + [False] * 3
+    assert item["attention_mask"].tolist() == [True] * 6 + [False] * 4
 
 
 def test_packing_fills_full_windows(tiny_encoder_dir):

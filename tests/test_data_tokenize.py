@@ -14,9 +14,9 @@ def _setup(path, *over):
     return cfg, tok, lambda s: tok(s, add_special_tokens=False)["input_ids"]
 
 
-def test_conditional_truncation_order_and_counts(tiny_encoder_dir):
+def test_conditional_truncation_order_and_counts(tiny_encoder_dir):  # the eos layout (the authors': elsewhere)
     cfg, tok, ids = _setup(tiny_encoder_dir, "data.task=conditional", "data.max_length=8", "data.max_input_length=3",
-                           "data.pad_token=eos")
+                           "data.pad_token=eos", "data.cond_layout=eos")
     b = SequenceBuilder(tok, cfg.data)
     eos = tok.eos_token_id
     # condition cut to max_input_length first (2 tokens + eos), then the target cut to fit, keeping its eos
@@ -34,10 +34,10 @@ def test_conditional_truncation_order_and_counts(tiny_encoder_dir):
 def test_conditional_with_pad_masks_the_padding(tiny_encoder_dir):
     cfg, tok, ids = _setup(tiny_encoder_dir, "data.task=conditional", "data.max_length=8", "data.pad_token=pad")
     it = SequenceBuilder(tok, cfg.data).pair("the cat", "a dog")
-    n = len(ids("the cat")) + len(ids("a dog")) + 2
+    n = len(ids("the cat")) + len(ids("a dog"))
     assert it["attention_mask"].tolist() == [True] * n + [False] * (8 - n)
     assert it["input_ids"].tolist()[n:] == [tok.pad_token_id] * (8 - n)
-    assert it["cond_mask"].sum() == len(ids("the cat")) + 1
+    assert it["cond_mask"].sum() == len(ids("the cat"))
 
 
 def test_unconditional_eos_pad_and_no_cls(tiny_encoder_dir):
@@ -115,7 +115,7 @@ def test_eos_padding_is_never_an_encoder_key_but_carries_loss(tiny_encoder_dir):
 
     cfg, tok, ids = _setup(tiny_encoder_dir, "data.task=conditional", "data.max_length=10", "data.pad_token=eos")
     it = SequenceBuilder(tok, cfg.data).pair("the cat", "a dog")
-    n_c, n = len(ids("the cat")) + 1, len(ids("the cat")) + len(ids("a dog")) + 2
+    n_c, n = len(ids("the cat")), len(ids("the cat")) + len(ids("a dog"))
     assert it["input_ids"].tolist()[n:] == [tok.eos_token_id] * (10 - n)
     assert it["attention_mask"].tolist() == [True] * n + [False] * (10 - n)
     m = encoder_attention_mask(it["attention_mask"][None], it["cond_mask"][None])[0]
@@ -127,7 +127,7 @@ def test_eos_padding_is_never_an_encoder_key_but_carries_loss(tiny_encoder_dir):
 
 def test_conditional_summary_counts_cut_inputs_and_cut_targets(tiny_encoder_dir):
     cfg, tok, _ = _setup(tiny_encoder_dir, "data.task=conditional", "data.max_length=8", "data.max_input_length=3",
-                         "data.pad_token=eos")
+                         "data.pad_token=eos", "data.cond_layout=eos")
     b = SequenceBuilder(tok, cfg.data)
     b.pair("the big red cat", "a dog")            # input cut
     b.pair("the cat", "a dog sat on the mat")     # target cut

@@ -322,6 +322,31 @@ def test_pd_student_imports_on_the_pd_recipe_with_its_few_step_setting(tmp_path,
     assert (cfg.sample.sampler, cfg.sample.steps, cfg.sample.gamma, cfg.sample.sc_cfg) == ("sde", 8, 1.5, 2.5)
 
 
+def test_imported_student_samples_each_step_count_with_its_table_row(tmp_path, tiny_encoder_dir, tiny_corpus,
+                                                                      vocab):
+    src = write_authors_file(tmp_path / "ELF-B-PD-owt-torch", *tiny_models(vocab), step=3)
+    run = tmp_path / "run"
+    assert main(["import", str(src), "--out", str(run), *text_overrides(tiny_encoder_dir, tiny_corpus)]) == 0
+
+    def header(*flags):
+        out = tmp_path / "s.jsonl"
+        assert main(["sample", "--run", str(run), "--num-samples", "1", "--out", str(out), *flags]) == 0
+        h = json.loads(out.read_text().splitlines()[0])
+        return h["sampler"]["steps"], h["sampler"]["sampler"], h["sampler"]["gamma"], h["guidance"]["sc_cfg"]
+
+    assert header("--steps", "16") == (16, "sde", 2.0, 2.0)   # the authors' 16- and 32-step row
+    assert header("--steps", "2") == (2, "sde", 1.5, 2.5)     # 1-8 steps
+    assert header() == (8, "sde", 1.5, 2.5)                    # no --steps: the run's own setting
+    assert header("--steps", "16", "--gamma", "1.0") == (16, "sde", 1.0, 2.0)   # explicit flags win
+    assert header("--steps", "16", "--sc-cfg", "3.0") == (16, "sde", 2.0, 3.0)
+    # a teacher (not a student) keeps its own settings at any step count
+    teacher = tmp_path / "teacher"
+    src = write_authors_file(tmp_path / "download", *tiny_models(vocab), step=3)
+    assert main(["import", str(src), "--out", str(teacher), *text_overrides(tiny_encoder_dir, tiny_corpus)]) == 0
+    run = teacher
+    assert header("--steps", "16") == (16, "sde", 1.5, 3.0)
+
+
 def test_released_names_pick_their_recipes():
     from elfctl.authors.recipe import recipe_from_name
 
@@ -345,7 +370,9 @@ def test_export_then_import_gives_identical_tensors(tmp_path, tiny_encoder_dir, 
     run = tmp_path / "run"
     over = text_overrides(tiny_encoder_dir, tiny_corpus)
     assert main(["import", str(src), "--out", str(run), *over]) == 0
+    capsys.readouterr()
     assert main(["export", str(run), "--format", "authors", "--out", str(tmp_path / "exp")]) == 0
+    assert "for sampling and evaluation" in capsys.readouterr().err  # not for resuming their trainer
     exported = tmp_path / "exp" / "checkpoint_7"
     back = torch.load(exported, weights_only=True)
     original = torch.load(src, weights_only=True)

@@ -175,13 +175,13 @@ def test_conditional_prompts_inputs_cfg_and_truncation(make_run, tmp_path, capsy
     rows = _lines(out)[1:]
     assert [r["input"] for r in rows] == ["a dog ran", "the"]
     assert rows[0]["reference"] == "a dog" and "reference" not in rows[1]
-    long = "the cat sat on the mat and the dog ran"  # 10 words; the condition holds 6 − 1 = 5
+    long = "the cat sat on the mat and the dog ran"  # 10 words; the condition holds max_input_length 6
     capsys.readouterr()
     assert main(["sample", "--run", str(run), "--prompt", long]) == 2
     assert "prompt 0: 10 tokens" in _err_line(capsys)
     assert main(["sample", "--run", str(run), "--prompt", long, "--truncate", "--num-samples", "1",
                  "--out", str(out)]) == 0
-    assert "truncated from 10 to 5 tokens" in capsys.readouterr().out
+    assert "truncated from 10 to 6 tokens" in capsys.readouterr().out
     assert main(["sample", "--run", str(run), "--prefix", "the"]) == 2
     assert "this model is conditional" in _err_line(capsys)
 
@@ -294,17 +294,28 @@ def test_conditional_default_inputs_are_cut_as_training_cut_them(make_run, tmp_p
     cfg = load_resolved(run / "config.yaml")
     held = reference_texts(cfg, n=3)
     tok = load_tokenizer(cfg.encoder)
-    long = [len(token_ids(tok, r["input"])) > 5 for r in held]  # the condition holds 6 − 1 = 5 tokens
+    long = [len(token_ids(tok, r["input"])) > 6 for r in held]  # the condition holds max_input_length 6 tokens
     assert any(long)  # the situation of the issue: held-out inputs longer than the model's condition
     out = tmp_path / "h.jsonl"
     capsys.readouterr()
-    assert main(["sample", "--run", str(run), "--out", str(out)]) == 0  # used to stop: "prompt 0: ... at most 5"
-    assert f"({sum(long)} cut to 5 tokens, as in training)" in capsys.readouterr().out
+    assert main(["sample", "--run", str(run), "--out", str(out)]) == 0  # used to stop: "prompt 0: ... at most 6"
+    assert f"({sum(long)} cut to 6 tokens, as in training)" in capsys.readouterr().out
     rows = _lines(out)[1:]
     assert [r["input"] for r in rows] == [r["input"] for r in held]
-    for r, is_long in zip(rows, long):
-        if is_long:  # condition block = 5 tokens + eos, as SequenceBuilder.pair lays it out in training
-            assert len(r["token_ids"]) == 16 - 6
+    # every output keeps max_length − max_input_length = 10 tokens after its condition, however long the condition
+    assert [len(r["token_ids"]) for r in rows] == [16 - 6] * len(rows)
+
+
+def test_conditional_outputs_keep_max_new_tokens_after_the_condition(make_run, tmp_path):
+    run = make_run(conditional=True)  # max_length 16, max_input_length 6
+    out = tmp_path / "m.jsonl"
+    # a 2-token condition leaves 14 positions; the authors keep max_length − max_input_length = 10 of them
+    assert main(["sample", "--run", str(run), "--prompt", "the cat", "--out", str(out)]) == 0
+    head, row = _lines(out)
+    assert (head["cond_layout"], head["max_new_tokens"], len(row["token_ids"])) == ("authors", 10, 10)
+    assert main(["sample", "--run", str(run), "--prompt", "the cat", "--max-new-tokens", "3", "--out", str(out)]) == 0
+    head, row = _lines(out)
+    assert (head["max_new_tokens"], len(row["token_ids"])) == (3, 3)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

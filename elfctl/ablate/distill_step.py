@@ -20,6 +20,7 @@ def distill_step(job, v) -> None:
     """Replace the variant's run by the final student distilled from it (no-op for other variants)."""
     if not v.variant.distill:
         return
+    from elfctl.sampling.student import step_settings
     from elfctl.train import checkpoint as ckpt
     from elfctl.train.distill import plan_rounds, run_distillation
 
@@ -42,6 +43,6 @@ def distill_step(job, v) -> None:
     # The student samples with the distillation recipe's settings for this step count, then the variant's own.
     data = v.trained_cfg.to_dict()
     n = v.cfg.sample.steps
-    data["sample"].update(cfg.distill.samplers.get(n, {}))
+    data["sample"].update(step_settings(cfg.distill.samplers, n))
     data["sample"]["steps"] = n
     v.cfg = config_from_dict(apply_overrides(data, v.variant.sample))

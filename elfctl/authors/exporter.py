@@ -7,6 +7,10 @@ state with no moments whose two parameter groups (Muon for 2-D tensors, Nesterov
 order) match what their code builds, so it loads and starts from fresh moments. One more top-level entry,
 ``elfctl``, carries the run's config (encoder, tokenizer, recipe, sampling settings) for ``elfctl import``;
 their loader ignores keys it does not name (elfctl/authors/carried.py).
+
+An export is for sampling and evaluation in their code. It carries no optimizer moments, no scheduler state
+(``lr_scheduler: None``) and ``epoch`` only when the run was imported at that step, so their trainer resuming from
+it would restart its warm-up and count the epoch's batches from the wrong place; continue training in elfctl.
 """
 
 from __future__ import annotations
@@ -70,4 +74,6 @@ def export_authors(ref: Path, out: Optional[Path] = None, *, runs_root: Path = P
     target = (Path(out) if out is not None else run_dir / "authors") / f"checkpoint_{step}"
     with atomic_open(target, "wb") as f:
         torch.save(payload, f)
+    note("note: the export is for sampling and evaluation in the authors' code; it holds no optimizer moments or "
+         "scheduler state, so continue training in elfctl, not in their trainer")
     return target

@@ -23,6 +23,7 @@ from elfctl.errors import ConfigError
 
 MANIFEST = "manifest.json"
 VERSION = 1
+LEGACY = {"cond_layout": "eos"}  # what a cache written before a key existed holds
 
 
 def expected_manifest(cfg, split: str, dtype: str) -> dict:
@@ -35,15 +36,18 @@ def expected_manifest(cfg, split: str, dtype: str) -> dict:
             "max_input_length": d.max_input_length, "pad_token": d.pad_token, "packing": d.packing,
             "split_seed": d.split_seed, "val_fraction": d.val_fraction, "max_examples": d.max_examples, "dtype": dtype,
             # eos-padded caches written before the padding stopped being encoder keys hold other latents
-            **({"padding_keys": "masked"} if d.pad_token == "eos" else {})}
+            **({"padding_keys": "masked"} if d.pad_token == "eos" else {}),
+            # a conditional cache holds the latents of one layout (caches from before the key: elfctl's eos)
+            **({"cond_layout": d.cond_layout} if d.task == "conditional" else {})}
 
 
 def check_manifest(manifest: dict, cfg, split: Optional[str] = None) -> None:
     """Raise one ConfigError naming the first field where the cache and the recipe disagree."""
     want = expected_manifest(cfg, split or manifest.get("split", cfg.data.train_split), manifest.get("dtype"))
     for key, value in want.items():
-        if manifest.get(key) != value:
-            raise ConfigError(f"latent cache does not match the recipe: {key} is {manifest.get(key)!r} in the cache "
+        have = manifest.get(key, LEGACY.get(key))
+        if have != value:
+            raise ConfigError(f"latent cache does not match the recipe: {key} is {have!r} in the cache "
                               f"but {value!r} in the recipe; rebuild it with `elfctl encode` or point "
                               f"data.latent_cache elsewhere")
 

@@ -5,13 +5,17 @@ Every example becomes three tensors of length ``data.max_length``:
 and the loss positions under ``pad_token: pad``); ``cond_mask`` (condition positions).
 
 * unconditional: ``text + [eos]``, then padded (``pad_token: pad``: pad id, not valid) or packed windows;
-* conditional: ``[c + eos ; y + eos]``, the condition (with its eos) first truncated to ``max_input_length``, then
-  the target cut so the whole sequence fits ``max_length`` (a cut text always keeps its closing eos); padding with eos
-  (``pad_token: eos``: the loss covers every target position, so the model learns to emit eos runs, but the padding
-  is never a key for the encoder, as in the authors' code) or pad.
+* conditional, ``cond_layout: authors`` (the default; the authors' collate function): ``[c[:max_input_length] ;
+  y]`` with nothing added, cut to ``max_length``; ``attention_mask`` = the ids kept, ``cond_mask`` = the condition
+  kept. An empty target leaves the condition alone; a target that overflows is cut with no closing eos.
+* conditional, ``cond_layout: eos`` (elfctl's earlier layout, for runs trained with it): ``[c + eos ; y + eos]``,
+  the condition (with its eos) first truncated to ``max_input_length``, then the target cut so the whole sequence
+  fits ``max_length`` (a cut text always keeps its closing eos).
+* Conditional padding is eos (``pad_token: eos``: the loss covers every target position, so the model learns to
+  emit eos runs, but the padding is never a key for the encoder, as in the authors' code) or pad.
 
-Special tokens: texts are tokenized with ``add_special_tokens=False`` and the eos is appended here, so every
-tokenizer behaves alike. BERT-style tokenizers get no [CLS]; their [SEP] serves as eos (and [PAD] as pad). T5's
+Special tokens: texts are tokenized with ``add_special_tokens=False`` (as the authors tokenize condition and target)
+and any eos is appended here, so every tokenizer behaves alike. BERT-style tokenizers get no [CLS]; their [SEP] serves as eos (and [PAD] as pad). T5's
 ``</s>`` is its eos. A tokenizer without a pad token (GPT-2) pads with eos, still masked out under ``pad``.
 An example counts as truncated when any of its tokens were cut (``Stats.truncated``); conditional examples also
 count their cut conditions and cut targets (``Stats.cond_truncated``, ``Stats.target_truncated``), which
@@ -94,11 +98,20 @@ class Stats:
     def summary(self, data_cfg) -> str:
         """One line: how many examples were cut, and (conditional) which part."""
         if data_cfg.task == "conditional":
-            room = min(data_cfg.max_input_length or data_cfg.max_length - 1, data_cfg.max_length - 1)
+            eos = data_cfg.cond_layout == "eos"
+            room = condition_room(data_cfg) + int(eos)
             return (f"{self.cond_truncated} of {self.examples} inputs truncated to {room} tokens "
-                    f"(data.max_input_length, eos included), {self.target_truncated} targets truncated to fit "
+                    f"(data.max_input_length{', eos included' if eos else ''}), {self.target_truncated} targets "
+                    f"truncated to fit "
                     f"max_length {data_cfg.max_length}, {self.skipped} blank skipped")
         return f"{self.truncated} truncated to max_length {data_cfg.max_length}, {self.skipped} blank skipped"
+
+
+def condition_room(data_cfg) -> int:
+    """Condition tokens a conditional example keeps: ``max_input_length`` (default: all but one position), less
+    the condition's closing eos under ``cond_layout: eos``."""
+    room = min(data_cfg.max_input_length or data_cfg.max_length - 1, data_cfg.max_length - 1)
+    return room - 1 if data_cfg.cond_layout == "eos" else room
 
 
 class SequenceBuilder:
@@ -133,13 +146,14 @@ class SequenceBuilder:
     def pair(self, cond: str, target: str, c: Optional[list[int]] = None,
              y: Optional[list[int]] = None) -> dict[str, torch.Tensor]:
         c = token_ids(self.tok, cond) if c is None else list(c)
-        room_c = min(self.cfg.max_input_length or self.L - 1, self.L - 1) - 1
-        cut_c = len(c) > room_c
-        c = c[:room_c] + [self.eos]
         y = token_ids(self.tok, target) if y is None else list(y)
-        room_y = self.L - len(c) - 1  # >= 0: the condition (with its eos) is at most L - 1 tokens
+        close = [self.eos] if self.cfg.cond_layout == "eos" else []
+        room_c = condition_room(self.cfg)
+        cut_c = len(c) > room_c
+        c = c[:room_c] + close
+        room_y = self.L - len(c) - len(close)  # >= 0: the condition (with any eos) is at most L - 1 tokens
         cut_y = len(y) > room_y
-        y = y[:room_y] + [self.eos]  # a cut target keeps its closing eos, as an unconditional text does
+        y = y[:room_y] + close  # under eos, a cut target keeps its closing eos, as an unconditional text does
         self.stats.truncated += int(cut_c or cut_y)
         self.stats.cond_truncated += int(cut_c)
         self.stats.target_truncated += int(cut_y)

@@ -483,7 +483,9 @@ def cache_key(cfg, split: str, source: dict, tok) -> dict:
             "max_length": None if packed else d.max_length,
             "max_input_length": None if packed else d.max_input_length, "packing": d.packing,
             "max_examples": d.max_examples if split == d.train_split else None,
-            "tokenizer": tokenizer_fingerprint(tok), "layout": layout(d)}
+            "tokenizer": tokenizer_fingerprint(tok), "layout": layout(d),
+            # the stored ids are the same, but the per-row truncation counts follow the layout
+            **({"cond_layout": d.cond_layout} if d.task == "conditional" else {})}
 
 
 def _slug(text: str) -> str:

@@ -1,6 +1,7 @@
 """Pinned positions for sampling: prompts of conditional models, and prefix/suffix infilling.
 
-Conditional prompt: the sequence is laid out as in training, ``[c + eos ; target]``; the condition block is
+Conditional prompt: the sequence is laid out as the run was trained (``data.cond_layout``: ``[c ; target]``, or
+``[c + eos ; target]``), so condition tokens past ``max_input_length`` are cut as in training; the condition block is
 encoded with condition-only attention (as in training: ``encoder_attention_mask``) and pinned; CFG applies to it.
 Key padding needs no mask: conditional data uses eos as its pad token.
 
@@ -17,14 +18,10 @@ from typing import Callable, Optional
 
 import torch
 
-from elfctl.data.tokenize import SequenceBuilder, encoder_attention_mask, eos_id, pad_id, token_ids
+from elfctl.data.tokenize import (SequenceBuilder, condition_room, encoder_attention_mask, eos_id, pad_id,
+                                  token_ids)
 from elfctl.errors import ConfigError
 from elfctl.sampling.sampler import Condition
-
-
-def condition_room(data_cfg) -> int:
-    """Condition tokens that fit before the condition's own eos (as ``SequenceBuilder.pair`` lays them out)."""
-    return min(data_cfg.max_input_length or data_cfg.max_length - 1, data_cfg.max_length - 1) - 1
 
 
 def _warn(msg: str) -> None:

@@ -165,14 +165,18 @@ def _load(req: SampleRequest, overrides: dict, device: torch.device):
 def _plan(req: SampleRequest, loaded, overrides: dict, device: torch.device, log: Log, warn: Log) -> _Job:
     from elfctl.kernels import ops as kernels
 
+    from elfctl.sampling.student import is_student, step_settings
+
     cfg = loaded.cfg
     conditional = cfg.data.task == "conditional"
+    run_dir = loaded.checkpoint.parent.parent if loaded.checkpoint.is_dir() else loaded.checkpoint.parent
+    if "steps" in overrides and is_student(run_dir):  # the student's table row for that step count
+        overrides = {**step_settings(cfg.distill.samplers, overrides["steps"], overrides), **overrides}
     sample, guidance = sample_settings.resolve(cfg.sample, overrides, conditional=conditional,
                                                flags=req.flag_names)
     traj = trajectory_steps(req.trajectory, sample.steps)
     _check_task_flags(req, conditional)
     inputs, num = _inputs(req, loaded, sample, "num_samples" in overrides, log, warn)
-    run_dir = loaded.checkpoint.parent.parent if loaded.checkpoint.is_dir() else loaded.checkpoint.parent
     seeds = req.seeds or [sample.seed]
     outputs = {s: output_path(req.out, run_dir, sample, s, many=len(seeds) > 1) for s in seeds}
     return _Job(req, loaded, sample, guidance, _build_sampler(loaded, sample, device), device, inputs, num, outputs,
@@ -225,7 +229,7 @@ def _held_out_inputs(loaded, n: int, log: Log) -> list[dict]:
     """The first n held-out examples; conditions longer than the model's room are cut exactly as training cut them."""
     from elfctl.data.dataset import reference_texts
     from elfctl.data.tokenize import token_ids
-    from elfctl.sampling.conditioning import condition_room
+    from elfctl.data.tokenize import condition_room
 
     cfg = loaded.cfg
     inputs = [{"input": r["input"], "reference": r["output"], "truncate": True} for r in reference_texts(cfg, n=n)]
@@ -317,6 +321,7 @@ def _records(job: _Job, res, start: int, batch_inputs: list[dict], cond, layout)
     tok, req = job.loaded.tokenizer, job.req
     all_ids = res.token_ids.cpu().tolist()
     n_cond = cond.mask.sum(dim=1).cpu().tolist() if job.conditional else None
+    keep = output_length(job.loaded.cfg.data, job.sample) if job.conditional else None
     traj = [(k, t.cpu().tolist()) for k, t in res.trajectory]
     pieces: dict = {}  # token pieces memoized across the batch's frames
     mask_id = getattr(job.sampler, "mask_id", None)  # a masked-diffusion sampler's canvas shows [MASK]
@@ -324,7 +329,7 @@ def _records(job: _Job, res, start: int, batch_inputs: list[dict], cond, layout)
     for j, ids in enumerate(all_ids):
         rec = {"type": "sample", "index": start + j}
         if job.conditional:
-            ids = ids[n_cond[j]:]
+            ids = ids[n_cond[j]:][:keep]
             rec["text"], rec["input"] = decode_ids(tok, ids), batch_inputs[j]["input"]
             if "reference" in batch_inputs[j]:
                 rec["reference"] = batch_inputs[j]["reference"]
@@ -337,25 +342,33 @@ def _records(job: _Job, res, start: int, batch_inputs: list[dict], cond, layout)
         rec["token_ids"] = ids
         if traj:  # each frame shows what the final text shows: the target of a conditional, the infill's full text
             rec["trajectory"] = [_frame(tok, k, t[j], n_cond[j] if job.conditional else 0, layout, pieces,
-                                        mask_id) for k, t in traj]
+                                        mask_id, keep) for k, t in traj]
         out.append(rec)
     return out
 
 
 def _frame(tok, step: int, row: list[int], n_cond: int, layout: Optional[dict], cache: dict,
-           mask_id: Optional[int] = None) -> dict:
-    """One trajectory frame of one row, cut as the final text is (condition dropped; infill prefix + middle +
-    suffix, the pinned prefix and suffix marked)."""
+           mask_id: Optional[int] = None, keep: Optional[int] = None) -> dict:
+    """One trajectory frame of one row, cut as the final text is (condition dropped and the output capped at
+    ``keep`` tokens; infill prefix + middle + suffix, the pinned prefix and suffix marked)."""
     from elfctl.data.tokenize import eos_id
     from elfctl.sampling.conditioning import infill_text_ids
     from elfctl.sampling.trajectory import frame_record
 
     if layout is None:
-        return frame_record(tok, step, row[n_cond:], cache=cache, mask_id=mask_id)
+        return frame_record(tok, step, row[n_cond:][:keep], cache=cache, mask_id=mask_id)
     mid, full = infill_text_ids(row, layout, eos_id(tok))
     pre, suf = len(layout["prefix_ids"]), len(layout["suffix_ids"])
     return frame_record(tok, step, full, pinned=[(0, pre), (pre + len(mid), pre + len(mid) + suf)], cache=cache,
                         mask_id=mask_id)
+
+
+def output_length(data_cfg, sample: SampleConfig) -> Optional[int]:
+    """Tokens a conditional sample keeps after its condition: ``sample.max_new_tokens``, else the authors' rule
+    ``max_length - max_input_length`` (None: everything after the condition)."""
+    if sample.max_new_tokens is not None:
+        return sample.max_new_tokens
+    return data_cfg.max_length - data_cfg.max_input_length if data_cfg.max_input_length else None
 
 
 def _header(job: _Job, seed: int, *, stats: Optional[dict] = None, wall: Optional[float] = None,
@@ -377,6 +390,8 @@ def _header(job: _Job, seed: int, *, stats: Optional[dict] = None, wall: Optiona
     header.update({"ema": loaded.ema, "device": str(job.device), "precision": precision_label(job.device, s.bf16),
                    "compile": s.compile, "kernels_backend": job.backend, "num_samples": num,
                    "tokenizer": loaded.cfg.encoder.tokenizer or loaded.cfg.encoder.source})
+    if job.conditional:  # what the run was trained with, and how much of each output is kept
+        header.update(cond_layout=loaded.cfg.data.cond_layout, max_new_tokens=output_length(loaded.cfg.data, s))
     return header
 
 

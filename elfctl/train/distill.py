@@ -27,12 +27,12 @@ import torch
 from elfctl.atomic import atomic_write_json
 from elfctl.config import Config, config_from_dict
 from elfctl.errors import ConfigError
+from elfctl.sampling.student import ROUND_META  # a round's marker: sampling reads it too
 from elfctl.train import checkpoint as ckpt
 from elfctl.train.compiled import compile_blocks, is_compiled
 from elfctl.train.distributed import init_distributed
 from elfctl.train.loggers import read_metrics
 
-ROUND_META = "distill_round.json"
 # Model keys that do not change the weights: a teacher trained with other values is still the same network.
 WEIGHTLESS_MODEL_KEYS = ("dropout", "gradient_checkpointing")
 
