@@ -59,15 +59,37 @@ def ablate(
                            log=lambda s: console.print(s, markup=False, highlight=False))
     judge = next((r.get("judge") for r in summary["rows"] if r.get("judge")), "?")
     table = Table(title=f"{spec.name} ({scale}) — {spec.description}")
-    cols = ["variant", "train loss", "Gen PPL [95% CI]", "entropy [95% CI]"]
+    from elfctl.ablate.costs import fmt_count
+
+    seeds = summary.get("seeds")
+    spread = "± std" if seeds else "[95% CI]"
+    cols = ["variant", "train loss", f"Gen PPL {spread}", f"entropy {spread}"]
     extra = [k for k in ("rouge1", "rouge2", "rougeL", "bleu") if any(k in r for r in summary["rows"])]
-    for col in cols + extra:
+    costs = [(k, label) for k, label in (("val_nelbo_ppl", "val NELBO PPL"), ("nfe", "NFE"),
+                                          ("seconds_per_sample", "s/sample"), ("params", "params"),
+                                          ("train_flops_per_step", "train FLOPs/step"))
+             if len({str(r.get(k)) for r in summary["rows"]}) > 1 or k == "nfe"]
+    for col in cols + extra + [label for _, label in costs]:
         table.add_column(col)
+    fmt = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+
+    def score(r, key, digits):
+        if seeds and r.get(key) is not None:
+            return f"{r[key]:.{digits}f}" + (f" ± {r[key + '_std']:.{digits}f}" if r.get(key + "_std") else "")
+        return with_interval(r.get(key), r.get(f"{key}_ci95"), digits)
+
+    def cost(k, v):
+        if k in ("params", "train_flops_per_step"):
+            return fmt_count(v)
+        return "-" if v is None else f"{v:.1f}" if isinstance(v, float) else str(v)
+
     for r in summary["rows"]:
-        fmt = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
-        table.add_row(r["variant"], fmt(r.get("train_loss")), with_interval(r.get("genppl"), r.get("genppl_ci95"), 1),
-                      with_interval(r.get("entropy"), r.get("entropy_ci95"), 3), *[fmt(r.get(k)) for k in extra])
+        table.add_row(r["variant"], fmt(r.get("train_loss")), score(r, "genppl", 1), score(r, "entropy", 3),
+                      *[fmt(r.get(k)) for k in extra], *[cost(k, r.get(k)) for k, _ in costs])
     console.print(table)
+    for name, b in (summary.get("baselines") or {}).items():
+        console.print(f"{'held-out data' if name == 'data' else 'random tokens'}: Gen PPL {b['genppl']:.1f}, "
+                      f"entropy {b['entropy']:.3f}", markup=False, highlight=False)
     reused = sorted({r["reused_run"] for r in summary["rows"] if r.get("reused_run")})
     if reused:
         console.print(f"trained model reused from: {', '.join(reused)}", markup=False, highlight=False)
