@@ -332,17 +332,20 @@ def _hint(key: str, valid: typing.Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _base_type(tp: Any) -> tuple[type, bool]:
-    """(type, optional) for annotations like int, Optional[int], float | None."""
+def _base_type(tp: Any, value: Any = None) -> tuple[type, bool]:
+    """(type, optional) for annotations like int, Optional[int], float | None. Of several types (list[int] | int)
+    the one ``value`` is an instance of, else the first: typing caches equal unions, so the order of a union's
+    arguments can be another annotation's (int | list[int]) and must not decide."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return args[0], True
+        fits = [a for a in args if isinstance(value, typing.get_origin(a) or a)]
+        return (fits or args)[0], True
     return tp, False
 
 
 def _coerce(path: str, value: Any, tp: Any) -> Any:
-    base, optional = _base_type(tp)
+    base, optional = _base_type(tp, value)
     if value is None:
         if optional:
             return None

@@ -24,9 +24,9 @@ class ConstantLogits(torch.nn.Module):
         super().__init__()
         self.logits, self.calls = logits, 0
 
-    def forward(self, z, sigma=None):
+    def forward(self, z, sigma=None, rows=None):
         self.calls += 1
-        return self.logits.expand(*z.shape, -1).clone()
+        return at_rows(self.logits.expand(*z.shape, -1), rows).clone()
 
 
 class Oracle(torch.nn.Module):
@@ -36,8 +36,13 @@ class Oracle(torch.nn.Module):
         super().__init__()
         self.x, self.vocab = x, vocab
 
-    def forward(self, z, sigma=None):
-        return torch.nn.functional.one_hot(self.x, self.vocab).float() * 1e4
+    def forward(self, z, sigma=None, rows=None):
+        return at_rows(torch.nn.functional.one_hot(self.x, self.vocab).float() * 1e4, rows)
+
+
+def at_rows(logits, rows):
+    """What a network returns when asked for some positions only (``rows`` into the flattened B·L)."""
+    return logits if rows is None else logits.flatten(0, 1).index_select(0, rows)
 
 
 def binomial_ok(count, n, p, k=4.0):
@@ -101,7 +106,7 @@ def test_subs_probabilities_carry_over_and_gradient():
     assert bool(torch.isneginf(keep).sum(-1).eq(V - 1).all())        # -inf everywhere else
     # the loss's gradient never reaches an unmasked position
     obj = MdlmObjective(m, eps=EPS)
-    out = obj(lambda zz, sigma: logits, None, x, torch.ones_like(x, dtype=torch.bool), None,
+    out = obj(lambda zz, sigma, rows: at_rows(logits, rows), None, x, torch.ones_like(x, dtype=torch.bool), None,
               t=torch.full((3,), 0.5), z=z)
     out.loss.backward()
     assert bool((logits.grad[~masked] == 0).all()) and bool((logits.grad[masked].abs().sum(-1) > 0).all())
@@ -142,6 +147,11 @@ def test_a_fresh_network_is_uniform_and_its_validation_bound_is_v_minus_1_to_the
     net = DiT(V, depth=1, hidden_size=16, num_heads=2, cond_dim=8)
     ids = torch.randint(0, m, (4, L))
     assert torch.equal(net(ids), torch.zeros(4, L, V))               # zero head: uniform logits
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    rows = torch.tensor([0, 5, L + 3, 3 * L + L - 1])
+    torch.testing.assert_close(net(ids, rows=rows), net(ids).flatten(0, 1)[rows])  # some positions only
+    net = DiT(V, depth=1, hidden_size=16, num_heads=2, cond_dim=8)
     data = [{"input_ids": torch.randint(0, m, (L,)), "attention_mask": torch.ones(L, dtype=torch.bool)}
             for _ in range(512)]
     res = validation_nelbo(net, MdlmObjective(m, eps=EPS), data, batch_size=64, device=torch.device("cpu"))
@@ -194,9 +204,9 @@ class Counting(torch.nn.Module):
         self.table = torch.randn(V, V, generator=g)
         self.calls = 0
 
-    def forward(self, z, sigma=None):
+    def forward(self, z, sigma=None, rows=None):
         self.calls += 1
-        return self.table[z] + self.table[z.roll(1, dims=1)]
+        return at_rows(self.table[z] + self.table[z.roll(1, dims=1)], rows)
 
 
 @pytest.mark.parametrize("steps,rows,L", [(8, 1, 16), (64, 1, 16), (128, 1, 4), (33, 1, 32), (64, 5, 16),
@@ -269,10 +279,17 @@ def test_quickstart_shape_has_the_specified_parameter_count_and_flops():
              sum(p.numel() for p in net.adaln_final.parameters())}
     assert parts == {"embed": 7_813_632, "blocks": 3_945_472, "head": 7_844_410, "cond": 115_456}
     assert sum(p.numel() for p in net.parameters()) == 19_718_970
-    # forward + backward of a 64 x 32 batch: ~1.36e11, 71% of it the V-way head at every position
+    # forward + backward of a 64 x 32 batch with the head at every position (MDLM's code): ~1.36e11, 71% of it
+    # the V-way head; elfctl runs the head at the masked positions only: half of them on average
     step = 3 * forward_flops(net, 64, 32)
     assert step == pytest.approx(1.36e11, rel=0.01)
     assert 3 * 2 * 64 * 32 * 256 * 30522 / step == pytest.approx(0.71, abs=0.01)
+    from elfctl.config import load_config
+    from elfctl.family import load_family
+
+    cfg = load_config("quickstart-mdlm")
+    head = 3 * 2 * 64 * 32 * 256 * 30522
+    assert load_family("mdlm").train_flops(net, cfg) == pytest.approx(step - head / 2, rel=1e-3)
 
 
 def test_time_conditioning_off_makes_the_output_independent_of_sigma():
@@ -314,3 +331,6 @@ def test_train_sample_and_nelbo_through_the_commands(tiny_recipe, tmp_path, caps
     capsys.readouterr()
     assert main(["sample", "--run", str(run), "--sampler", "ode", "--out", str(tmp_path / "x.jsonl")]) == 2
     assert "not a sampler of model.family mdlm" in capsys.readouterr().err
+    assert main(["sample", "--run", str(run), "--gamma", "1.5", "--out", str(tmp_path / "x.jsonl")]) == 2
+    assert "the ddpm_cache sampler has no churn" in capsys.readouterr().err
+    assert main(["eval", str(out), "--metric", "nelbo,diversity", "--out", str(tmp_path / "e2.json")]) == 0

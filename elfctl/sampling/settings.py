@@ -75,9 +75,13 @@ def check_overrides(overrides: Mapping[str, Any], *, flags: bool = False) -> dic
 def _sampler_and_gamma(base: SampleConfig, over: dict, flags: bool) -> dict:
     """One meaning for the pair: sde needs gamma > 0, ode is gamma 0. Given alone, each sets the other."""
     over = dict(over)
-    if over.get("sampler", base.sampler) not in EULER_SAMPLERS:
-        return over  # gamma is the churn of the Euler sampler only
     s_name, g_name = label("sampler", flags), label("gamma", flags)
+    sampler = over.get("sampler", base.sampler)
+    if sampler not in EULER_SAMPLERS:  # gamma is the churn of the Euler sampler only
+        if "gamma" in over:
+            raise ConfigError(f"{g_name}: the {sampler} sampler has no churn (gamma is for the ode / sde "
+                              f"samplers); drop {g_name}")
+        return over
     if "sampler" in over and "gamma" in over:
         if (over["sampler"] == "sde") != (over["gamma"] > 0):
             raise ConfigError(f"{s_name} {over['sampler']} contradicts {g_name} {over['gamma']:g}: the SDE needs "

@@ -52,7 +52,7 @@ class MdlmFamily:
         mask_id = mask_token(loaded.tokenizer)[0]
         sampler = AncestralSampler(model, mask_id=mask_id, steps=sample.steps, eps=loaded.cfg.mdlm.eps,
                                    cache=sample.sampler == "ddpm_cache", noise_removal=sample.noise_removal,
-                                   time_conditioning=loaded.cfg.mdlm.time_conditioning)
+                                   time_conditioning=loaded.cfg.mdlm.time_conditioning, bf16=sample.bf16)
         sampler.trajectory_text = lambda ids: canvas_text(loaded.tokenizer, ids, mask_id)
         return sampler
 
@@ -79,10 +79,12 @@ class MdlmFamily:
         return {**res, "split": cfg.data.eval_split, "ema": loaded.ema}
 
     def train_flops(self, model: nn.Module, cfg) -> int:
-        """Model FLOPs of one training step: one forward and its backward (2x) over the batch."""
+        """Expected model FLOPs of one training step: one forward and its backward (2x) over the batch, the head on
+        the masked share of the positions, E[(1 - eps) t] = (1 - eps)(1 + eps)/2 (pads counted as valid)."""
         from elfctl.families.mdlm.network import forward_flops
 
-        return 3 * forward_flops(model, cfg.train.batch_size, cfg.data.max_length)
+        B, L, eps = cfg.train.batch_size, cfg.data.max_length, cfg.mdlm.eps
+        return int(3 * forward_flops(model, B, L, head_tokens=B * L * (1 - eps) * (1 + eps) / 2))
 
 
 FAMILY = MdlmFamily()

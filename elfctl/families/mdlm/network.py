@@ -10,7 +10,8 @@ Shapes: B batch, L tokens, h hidden width, H heads, V vocabulary rows ([MASK] in
 * c = SiLU(MLP(sinusoid_256(sigma))), MLP 256 -> cond -> cond. With ``time_conditioning`` off (MDLM's default)
   sigma is 0, so c is a learned constant: given z_t the optimal denoiser does not depend on t.
 * Output: LayerNorm, adaLN shift/scale (zero-init), Linear h -> V with zero weight and bias, so the logits start
-  uniform.
+  uniform. ``rows`` computes it at some positions only: the loss and the sampler read the logits of masked
+  positions alone (SUBS carries the others over), and the V-way head is most of a small model's compute.
 """
 
 from __future__ import annotations
@@ -129,7 +130,10 @@ class DiT(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def forward(self, ids: torch.Tensor, sigma: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, sigma: Optional[torch.Tensor] = None,
+                rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Logits (B, L, V) in fp32; with ``rows`` (R,) indices into the B·L positions (row-major), (R, V) for
+        those positions only."""
         B, L = ids.shape
         if sigma is None or not self.time_conditioning:
             sigma = torch.zeros(B, device=ids.device)
@@ -144,15 +148,20 @@ class DiT(nn.Module):
             else:
                 x = block(x, rope, c)
         shift, scale = self.adaln_final(c)[:, None].chunk(2, dim=-1)
+        if rows is not None:
+            x = x.flatten(0, 1).index_select(0, rows)
+            shift, scale = shift[:, 0].index_select(0, rows // L), scale[:, 0].index_select(0, rows // L)
         return self.head(modulate(self.norm_final(x), shift, scale)).float()
 
 
-def forward_flops(model: DiT, rows: int, length: int) -> int:
+def forward_flops(model: DiT, rows: int, length: int, head_tokens: Optional[float] = None) -> float:
     """Model FLOPs of one forward (2 per multiply-add; the convention of :mod:`elfctl.train.flops`): the block
-    linears and the V-way head at every token, attention 4·L²·h per block and row, the adaLN maps once per row."""
+    linears at every token, the V-way head at ``head_tokens`` of the rows·length tokens (default: all),
+    attention 4·L²·h per block and row, the adaLN maps once per row."""
     macs = lambda m: m.in_features * m.out_features  # noqa: E731
-    per_token = sum(macs(m) for b in model.blocks for m in (b.qkv, b.out, b.mlp[0], b.mlp[2])) + macs(model.head)
+    per_token = sum(macs(m) for b in model.blocks for m in (b.qkv, b.out, b.mlp[0], b.mlp[2]))
     per_row = sum(macs(b.adaln) for b in model.blocks) + macs(model.adaln_final) + \
         sum(macs(m) for m in model.sigma_embed.mlp if isinstance(m, nn.Linear))
     attention = sum(4 * length * length * b.qkv.in_features for b in model.blocks)
-    return rows * (2 * (length * per_token + per_row) + attention)
+    head_tokens = rows * length if head_tokens is None else head_tokens
+    return rows * (2 * (length * per_token + per_row) + attention) + 2 * head_tokens * macs(model.head)

@@ -7,8 +7,8 @@ For a batch of token ids x with valid-token mask a (pads are corrupted like the 
     loss = sum_{b,i} a_{b,i} L_{b,i} / sum_{b,i} a_{b,i}.
 
 The denominator counts every valid position, not only the masked ones: this is the NELBO per token, an upper
-bound on -log p(x) per token in expectation. Unmasked positions give 0 (SUBS carries them over), so only the
-masked rows of the logits go through the log-softmax. There is no prior term, and the reconstruction term is 0
+bound on -log p(x) per token in expectation. Unmasked positions give 0 (SUBS carries them over), so the network's
+head runs on the masked valid positions only (``rows``: the same loss and gradient, about half the head's compute). There is no prior term, and the reconstruction term is 0
 under SUBS.
 """
 
@@ -52,11 +52,10 @@ class MdlmObjective:
         (their unweighted -log p, detached). Give ``t`` and ``z`` to set the draws by hand."""
         if z is None:
             t, z = self.draw(input_ids, t)
-        logits = model(z, self.schedule.sigma(t))
         a = self.valid(input_ids, attention_mask)
         sel = (z == self.mask_id) & a
         rows = sel.flatten().nonzero().squeeze(1)
-        logp = masked_log_probs(logits.flatten(0, 1).index_select(0, rows), self.mask_id)
+        logp = masked_log_probs(model(z, self.schedule.sigma(t), rows=rows), self.mask_id)  # (R, V): masked only
         nll = F.nll_loss(logp, input_ids.flatten().index_select(0, rows), reduction="none")
         w = self.schedule.weight(t)[:, None].expand_as(sel).flatten().index_select(0, rows)
         return {"loss": (w * nll).sum(), "valid": a.sum(), "masked": sel.sum(), "nll": nll.detach().sum()}

@@ -60,13 +60,14 @@ class MaskedSampleResult:
 
 class AncestralSampler:
     def __init__(self, model: nn.Module, *, mask_id: int, steps: int, eps: float = 1e-3, cache: bool = True,
-                 noise_removal: str = "greedy", time_conditioning: bool = False):
+                 noise_removal: str = "greedy", time_conditioning: bool = False, bf16: bool = False):
         if noise_removal not in ("greedy", "ancestral"):
             raise ConfigError(f"sample.noise_removal: {noise_removal!r} is not valid; choose greedy or ancestral")
         self.model, self.mask_id, self.steps = model, mask_id, steps
         self.noise = LogLinearSchedule(eps)                       # what the network is fed (sigma)
         self.alphas = LogLinearSchedule(0.0 if cache else eps)    # the step's alpha (ddpm_cache: 1 - t)
         self.cache, self.noise_removal, self.time_conditioning = cache, noise_removal, time_conditioning
+        self.bf16 = bf16  # the network under bf16 autocast on CUDA (sample.bf16); the draws stay float64
 
     def grid(self) -> torch.Tensor:
         k = torch.arange(self.steps + 1, dtype=torch.float64)
@@ -76,9 +77,10 @@ class AncestralSampler:
     def probs(self, z: torch.Tensor, t: float) -> torch.Tensor:
         """p_theta (N, V) in float64 at the N masked positions of z (row-major order); p([MASK]) = 0."""
         sigma = torch.full((z.shape[0],), float(self.noise.sigma(t)), device=z.device)
-        logits = self.model(z, sigma)
         rows = (z == self.mask_id).flatten().nonzero().squeeze(1)
-        return masked_log_probs(logits.flatten(0, 1).index_select(0, rows), self.mask_id, SAMPLING_DTYPE).exp()
+        with torch.autocast(z.device.type, dtype=torch.bfloat16, enabled=self.bf16 and z.device.type == "cuda"):
+            logits = self.model(z, sigma, rows=rows)
+        return masked_log_probs(logits, self.mask_id, SAMPLING_DTYPE).exp()
 
     def step(self, z: torch.Tensor, p: torch.Tensor, t: float, s: float,
              generator: Optional[torch.Generator]) -> torch.Tensor:
