@@ -185,8 +185,7 @@ def test_one_step_unmasks_the_schedule_share_and_the_masked_fraction_follows_alp
     for k in range(16):
         t, s = grid[k], grid[k + 1]
         n_masked = int((z == m).sum())
-        p = sampler.probs(z, t)
-        z_next = sampler.step(z, p, t, s, g)
+        z_next = sampler.step(z, sampler.logits(z, t), t, s, g)
         a_t, a_s = 1 - t, 1 - s                                      # ddpm_cache: alpha = 1 - t
         revealed = n_masked - int((z_next == m).sum())
         assert binomial_ok(revealed, n_masked, (a_s - a_t) / (1 - a_t))
@@ -225,6 +224,15 @@ def test_cache_bounds_the_forwards_and_changes_no_sample(steps, rows, L):
 
 
 # 8 ------------------------------------------------------------------------------------------------ float64
+def test_draws_in_chunks_of_rows_match_one_draw_per_row(monkeypatch):
+    V, m = 7, 6
+    logits = torch.randn(50, V)
+    whole = S.AncestralSampler(None, mask_id=m, steps=2)._draw(logits, 0.2, 0.6, torch.Generator().manual_seed(0))
+    monkeypatch.setattr(S, "CHUNK_BYTES", 8 * V * 3)                 # three rows per chunk
+    parts = S.AncestralSampler(None, mask_id=m, steps=2)._draw(logits, 0.2, 0.6, torch.Generator().manual_seed(0))
+    assert torch.equal(whole, parts)                                 # the CPU stream does not depend on the chunking
+
+
 def test_categorical_draws_are_float64(monkeypatch):
     seen = []
     real = S.race

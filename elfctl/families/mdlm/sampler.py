@@ -33,6 +33,13 @@ from elfctl.families.mdlm.masking import LogLinearSchedule, masked_log_probs
 
 DELTA = 1e-5  # the grid's end: sampling stops at t = delta, not 0
 SAMPLING_DTYPE = torch.float64
+CHUNK_BYTES = 1 << 28  # float64 masses drawn at once (rows x V x 8 bytes)
+
+
+def _row_chunks(rows: int, vocab: int):
+    step = max(1, CHUNK_BYTES // (8 * max(vocab, 1)))
+    for start in range(0, rows, step):
+        yield slice(start, min(rows, start + step))
 
 
 def race(q: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -74,31 +81,47 @@ class AncestralSampler:
         return 1 - k * (1 - DELTA) / self.steps
 
     @torch.no_grad()
-    def probs(self, z: torch.Tensor, t: float) -> torch.Tensor:
-        """p_theta (N, V) in float64 at the N masked positions of z (row-major order); p([MASK]) = 0."""
+    def logits(self, z: torch.Tensor, t: float) -> torch.Tensor:
+        """The network's logits (N, V), fp32, at the N masked positions of z (row-major order): what a cached step
+        keeps (p_theta is formed from them in float64, a chunk of rows at a time)."""
         sigma = torch.full((z.shape[0],), float(self.noise.sigma(t)), device=z.device)
         rows = (z == self.mask_id).flatten().nonzero().squeeze(1)
         with torch.autocast(z.device.type, dtype=torch.bfloat16, enabled=self.bf16 and z.device.type == "cuda"):
-            logits = self.model(z, sigma, rows=rows)
+            return self.model(z, sigma, rows=rows).float()
+
+    def probs(self, logits: torch.Tensor) -> torch.Tensor:
+        """p_theta in float64 (p([MASK]) = 0) of some rows of :meth:`logits`."""
         return masked_log_probs(logits, self.mask_id, SAMPLING_DTYPE).exp()
 
-    def step(self, z: torch.Tensor, p: torch.Tensor, t: float, s: float,
+    def _draw(self, logits: torch.Tensor, a_t: float, a_s: float, generator: Optional[torch.Generator]
+              ) -> torch.Tensor:
+        """One outcome per row: a token with mass (a_s - a_t) p_theta, or [MASK] with mass 1 - a_s. In chunks of
+        rows, so the float64 masses and uniforms of B·L·V outcomes never exist at once."""
+        out = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
+        for sl in _row_chunks(logits.shape[0], logits.shape[1]):
+            q = self.probs(logits[sl]) * (a_s - a_t)
+            q[:, self.mask_id] = 1 - a_s
+            out[sl] = categorical(q, generator)
+        return out
+
+    def step(self, z: torch.Tensor, logits: torch.Tensor, t: float, s: float,
              generator: Optional[torch.Generator]) -> torch.Tensor:
-        """z_s from z_t given p_theta at z_t's masked positions."""
-        a_t, a_s = self.alphas.alpha(t), self.alphas.alpha(s)
-        q = p * (a_s - a_t)
-        q[:, self.mask_id] = 1 - a_s
+        """z_s from z_t given the logits at z_t's masked positions; unmasked tokens are copied."""
         out = z.clone().flatten()
         rows = (z == self.mask_id).flatten().nonzero().squeeze(1)
-        out[rows] = categorical(q, generator)
+        out[rows] = self._draw(logits, self.alphas.alpha(t), self.alphas.alpha(s), generator)
         return out.view_as(z)
 
     def fill(self, z: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
-        """Noise removal: every position still masked gets a token, from one forward at t = delta."""
-        p = self.probs(z, DELTA)
+        """Noise removal: every position still masked gets a token, from one forward at t = delta: the argmax of
+        p_theta (greedy) or a draw from it (ancestral: alpha_s = 1, so [MASK] has mass 0)."""
+        logits = self.logits(z, DELTA)
         out = z.clone().flatten()
         rows = (z == self.mask_id).flatten().nonzero().squeeze(1)
-        out[rows] = p.argmax(dim=-1) if self.noise_removal == "greedy" else categorical(p, generator)
+        if self.noise_removal == "greedy":
+            out[rows] = logits.index_fill(1, torch.tensor([self.mask_id], device=z.device), float("-inf")).argmax(-1)
+        else:
+            out[rows] = self._draw(logits, 0.0, 1.0, generator)
         return out.view_as(z)
 
     def sample(self, n: int, length: int, latent_dim=None, *, seed: int, device: torch.device,
@@ -115,7 +138,7 @@ class AncestralSampler:
                 trajectory += [(j, z.clone()) for j in range(k, self.steps) if j in keep]
                 break
             if p is None:
-                p = self.probs(z, grid[k])
+                p = self.logits(z, grid[k])
                 forwards += 1
             z_next = self.step(z, p, grid[k], grid[k + 1], generator)
             if not self.cache or self.time_conditioning or not torch.equal(z_next, z):
