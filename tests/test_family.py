@@ -119,7 +119,8 @@ def unigram_family():
     unregister_family("unigram")
 
 
-def test_a_new_family_plugs_in_without_touching_train_sampling_or_commands(unigram_family, tiny_recipe, tmp_path):
+def test_a_new_family_plugs_in_without_touching_train_sampling_or_commands(unigram_family, tiny_recipe, tmp_path,
+                                                                          capsys):
     from elfctl.cli import main
 
     assert family_entry("unigram").data == "tokens"
@@ -136,3 +137,9 @@ def test_a_new_family_plugs_in_without_touching_train_sampling_or_commands(unigr
     assert len(lines) == 5 and all(isinstance(r["text"], str) for r in lines[1:])
     assert main(["eval", str(out), "--metric", "diversity", "--out", str(tmp_path / "e.json")]) == 0
     assert main(["sample", "--run", str(run), "--sampler", "ddpm"]) == 2  # another family's sampler
+    capsys.readouterr()
+    # infilling pins encoder latents, which a token family has none of; nor has this family a likelihood bound
+    assert main(["sample", "--run", str(run), "--prefix", "the cat"]) == 2
+    assert "a model.family unigram model has none" in capsys.readouterr().err
+    assert main(["eval", str(out), "--metric", "nelbo"]) == 2
+    assert "model.family unigram has no likelihood bound" in capsys.readouterr().err
