@@ -38,6 +38,8 @@ PRESETS = ("elf-tiny", "elf-small", "elf-b", "elf-m", "elf-l")
 
 @dataclass
 class ModelConfig:
+    family: str = _f("elf", "Model family (elfctl.family): elf (Embedded Language Flows) or mdlm (masked discrete "
+                     "diffusion, the paper's baseline); others may be registered.")
     preset: str = _f("elf-tiny", "Network size: elf-tiny (CPU tests), elf-small, elf-b (105M), elf-m (342M), "
                      "elf-l (652M).", choices=PRESETS)
     prediction: str = _f("x", "What the flow head predicts: 'x' (clean latent, the paper's choice) or 'v' "
@@ -114,6 +116,19 @@ class DataConfig:
     max_latent_cache_gb: float = _f(32.0, "data.precompute_latents builds the latent cache only when it would "
                                     "take at most this many GB (float16); a larger set is encoded per batch on "
                                     "the training device (bf16 on CUDA). The choice is logged.", lo=0.0)
+
+
+@dataclass
+class MdlmConfig:
+    """The masked-diffusion family's own settings (``model.family: mdlm``); ignored by the other families."""
+
+    eps: float = _f(1e-3, "epsilon of the log-linear schedule alpha_t = 1 - (1 - eps) t: alpha(1) = eps.", lo=0.0,
+                    hi=1.0, lo_open=True)
+    time_conditioning: bool = _f(False, "Feed sigma(t) to the network (MDLM: false, the adaLN input is a learned "
+                                 "constant; the optimal denoiser of z_t does not depend on t).")
+    stratified_t: bool = _f(True, "Training times stratified over the batch (one per stratum of [eps, 1]); false: "
+                            "independent uniform draws.")
+    cond_dim: int = _f(128, "Width of the adaLN conditioning vector c.", lo=1)
 
 
 @dataclass
@@ -194,9 +209,10 @@ class TrainConfig:
     wandb_project: str = _f("elfctl", "wandb project name (train.loggers includes wandb).")
 
 
-def _draw(f: Any) -> Any:
-    """Mark a sample setting that changes what is drawn: it is recorded in the samples header's "sampler" record."""
-    f.metadata = types.MappingProxyType({**f.metadata, "draw": True})
+def _draw(f: Any, family: Optional[str] = None) -> Any:
+    """Mark a sample setting that changes what is drawn: it is recorded in the samples header's "sampler" record
+    (only for ``family``'s samplers when one is named)."""
+    f.metadata = types.MappingProxyType({**f.metadata, "draw": True, "family": family})
     return f
 
 
@@ -206,15 +222,19 @@ class SampleConfig:
     commands pass overrides keyed by these names (``elfctl.sampling.settings``), the samples header records them."""
 
     steps: int = _draw(_f(32, "Number of sampling steps.", lo=1))
-    sampler: str = _draw(_f("sde", "ode (Euler) or sde (churned Euler, needs gamma > 0). Set alone, the sampler sets "
-                            "gamma (ode: 0) and gamma sets the sampler (> 0: sde); a contradiction is an error.",
-                            choices=("ode", "sde")))
+    sampler: str = _draw(_f("sde", "elf: ode (Euler) or sde (churned Euler, needs gamma > 0); set alone, the sampler "
+                            "sets gamma (ode: 0) and gamma sets the sampler (> 0: sde), a contradiction is an error. "
+                            "mdlm: ddpm_cache (ancestral, a step that unmasks nothing reuses the last forward) or "
+                            "ddpm. The valid names are model.family's (elfctl.family)."))
     gamma: float = _draw(_f(1.5, "SDE churn (> 0 for sde; 0 is the ODE).", lo=0.0))
     time_grid: str = _draw(_f("logit_normal", "Time grid: uniform or logit_normal (drawn from the seed).",
                               choices=("uniform", "logit_normal")))
     cfg: float = _draw(_f(1.0, "Classifier-free guidance scale of a conditional model's condition (1 = none); for "
                           "an unconditional model, overriding it sets its self-conditioning scale (sc_cfg).", lo=0.0))
     sc_cfg: float = _draw(_f(3.0, "Self-conditioning CFG scale fed to the SC-CFG tokens.", lo=0.0))
+    noise_removal: str = _draw(_f("greedy", "mdlm samplers: how the masks left after the last step are filled, "
+                                  "in one more forward: greedy (argmax, MDLM's) or ancestral (sampled, Duo's).",
+                                  choices=("greedy", "ancestral")), family="mdlm")
     num_samples: int = _f(64, "Samples to draw.", lo=1)
     batch_size: int = _f(32, "Samples per batch.", lo=1)
     seed: int = _f(0, "Sampling seed.")
@@ -280,6 +300,7 @@ SECTIONS: dict[str, type] = {
     "encoder": EncoderConfig,
     "data": DataConfig,
     "objective": ObjectiveConfig,
+    "mdlm": MdlmConfig,
     "optim": OptimConfig,
     "train": TrainConfig,
     "sample": SampleConfig,
@@ -299,6 +320,7 @@ class Config:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     data: DataConfig = field(default_factory=DataConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    mdlm: MdlmConfig = field(default_factory=MdlmConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
@@ -460,6 +482,9 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f"train.batch_size: {cfg.train.batch_size} must be divisible by train.grad_accum "
                           f"({cfg.train.grad_accum})")
     _check_distill(cfg.distill)
+    from elfctl.family import check_config  # torch-free: the table of families by name
+
+    check_config(cfg)
 
 
 def _per_round(path: str, value: Any, rounds: list[int], *, integer: bool) -> Any:

@@ -90,3 +90,14 @@ def test_cross_field_checks():
         config_from_dict({"data": {"max_length": 16, "max_input_length": 16}})
     with pytest.raises(ConfigError, match="grad_accum"):
         config_from_dict({"train": {"batch_size": 10, "grad_accum": 3}})
+
+
+def test_a_union_field_reads_a_list_whatever_order_typing_cached_the_union_in():
+    # typing caches equal unions: Optional[int | list[int]] made first gives Optional[list[int] | int] the order
+    # (int, list[int]); a list value must still read as the list type
+    from typing import Optional
+
+    Optional[int | list[int]]  # noqa: B018 - the annotation another module may have evaluated first
+    cfg = load_config(None, ["distill.rounds=[4,2,1]", "distill.round_steps=[5,6,40]"])
+    assert cfg.distill.round_steps == [5, 6, 40]
+    assert load_config(None, ["distill.rounds=[4,2,1]", "distill.round_steps=7"]).distill.round_steps == 7

@@ -60,7 +60,7 @@ def test_unknown_metric_and_count_mismatch(tmp_path, capsys):
     q.write_text(json.dumps(["a cat", "a dog"]))
     assert main(["eval", "--metric", "perplexity", "--samples", str(q)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "choose from genppl, entropy, bleu, rouge, diversity, all" in err[0]
+    assert len(err) == 1 and "choose from genppl, entropy, bleu, rouge, diversity, nelbo, all" in err[0]
     r = tmp_path / "r.txt"
     r.write_text("one ref\n")
     assert main(["eval", "--metric", "bleu", "--samples", str(q), "--references", str(r)]) == 2

@@ -236,4 +236,4 @@ def test_eval_judge_dtype_flag_reaches_the_protocol(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", "--samples", str(s), "--judge-dtype", "fp8"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert err == ["error: --judge-dtype: 'fp8' is not valid; choose float32, bfloat16 or float64"]
+    assert err == ["error: --judge-dtype: 'fp8' is not valid; choose one of float32, bfloat16, float64"]

@@ -18,7 +18,8 @@ def test_keys_options_and_header_come_from_the_dataclass():
     fields = [f.name for f in dataclasses.fields(SampleConfig)]
     assert S.sample_keys() == tuple(fields)
     assert [o[1] for o in S.sample_options()] == ["--" + f.replace("_", "-") for f in fields]
-    assert set(S.draw_keys()) == {"steps", "sampler", "gamma", "time_grid", "cfg", "sc_cfg"}
+    assert set(S.draw_keys()) == {"steps", "sampler", "gamma", "time_grid", "cfg", "sc_cfg",
+                                 "noise_removal"}
     assert S.header_record(SampleConfig(steps=7)) == {"steps": 7, "sampler": "sde", "gamma": 1.5,
                                                       "time_grid": "logit_normal", "cfg": 1.0, "sc_cfg": 3.0}
 

@@ -48,10 +48,30 @@ def write_plots(summary: dict, root: Path) -> list[Path]:
 
     if rows and all(r.get("entropy") is not None for r in rows):
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        for r in rows:
-            ax.scatter(r["entropy"], r["genppl"])
-            ax.annotate(r["variant"], (r["entropy"], r["genppl"]), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")
+        series = list(dict.fromkeys(r.get("series", "model") for r in rows))
+        if len(series) > 1 and summary.get("plot_x"):
+            # one frontier line per series (e.g. per model family), its points labelled with the swept value
+            for name in series:
+                pts = sorted((r["x"], r["entropy"], r["genppl"]) for r in rows if r.get("series", "model") == name)
+                ax.plot([p[1] for p in pts], [p[2] for p in pts], marker="o", label=name)
+                for x, e, g in pts:
+                    ax.annotate(f"{x:g}", (e, g), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        else:
+            for r in rows:
+                ax.scatter(r["entropy"], r["genppl"])
+                ax.annotate(r["variant"], (r["entropy"], r["genppl"]), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")
+        for name, style in (("data", "--"), ("random", ":")):
+            b = (summary.get("baselines") or {}).get(name)
+            if b and b.get("genppl") is not None:
+                ax.axhline(b["genppl"], color="grey", linestyle=style, linewidth=1)
+                ax.scatter([b["entropy"]], [b["genppl"]], marker="*", color="grey", s=60,
+                           label=f"{'held-out data' if name == 'data' else 'random tokens'} "
+                                 f"({b['genppl']:.0f}, {b['entropy']:.2f})")
+        if len(series) > 1 or summary.get("baselines"):
+            ax.legend(fontsize=6)
+        if summary.get("baselines"):
+            ax.set_yscale("log")
         ax.set_xlabel("entropy (nats)")
         ax.set_ylabel(f"Gen PPL ({judge})")
         ax.set_title(f"{title}: Gen PPL vs entropy", fontsize=10)

@@ -44,6 +44,7 @@ class Job:
     log: Log
     reuse_roots: list[Path]
     judges: dict = field(default_factory=dict)   # loaded once, shared by the variants' eval steps
+    baselines: Optional[dict] = None             # the data / random-token rows, scored once (spec.baselines)
 
 
 @dataclass
@@ -58,7 +59,8 @@ class VariantState:
     trained_cfg: Optional[Config] = None   # the config the checkpoint used was trained with
     step: int = 0
     reused: Optional[str] = None
-    samples: Optional[Path] = None
+    samples: Optional[Path] = None              # the first seed's file
+    sample_files: list[Path] = field(default_factory=list)   # one per seed
     result: Optional[Path] = None
     results: dict = field(default_factory=dict)
 
@@ -126,12 +128,19 @@ def sample_step(job: Job, v: VariantState) -> None:
     from elfctl.sampling.run import SampleRequest, run_sampling
 
     settings = _sample_settings(job, v)
-    key = _hash(str(Path(v.run_dir).resolve()), v.step, settings)
-    v.samples = job.root / "samples" / f"{v.variant.name}-{key}.jsonl"
-    if v.samples.is_file():
+    seeds = job.spec.seeds
+    key = _hash(str(Path(v.run_dir).resolve()), v.step, settings, *([seeds] if seeds else []))
+    out = job.root / "samples" / f"{v.variant.name}-{key}.jsonl"
+    v.sample_files = [out.with_name(f"{out.stem}-s{s}{out.suffix}") for s in seeds] if len(seeds) > 1 else \
+        [out.with_name(f"{out.stem}-s{seeds[0]}{out.suffix}")] if seeds else [out]
+    v.samples = v.sample_files[0]
+    if all(p.is_file() for p in v.sample_files):
         return
-    job.log(f"[{v.variant.name}] sample " + " ".join(f"{k}={val}" for k, val in settings.items()))
-    for _ in run_sampling(SampleRequest(ref=v.run_dir, settings=settings, out=v.samples), log=job.log):
+    job.log(f"[{v.variant.name}] sample " + " ".join(f"{k}={val}" for k, val in settings.items())
+            + (f" seeds={','.join(map(str, seeds))}" if seeds else ""))
+    target = out if len(seeds) > 1 else v.samples
+    for _ in run_sampling(SampleRequest(ref=v.run_dir, settings=settings, seeds=list(seeds), out=target),
+                          log=job.log):
         pass
 
 
@@ -164,11 +173,17 @@ def eval_step(job: Job, v: VariantState) -> None:
     if not v.result.is_file():
         job.log(f"[{v.variant.name}] eval")
         metrics, ev = eval_metrics(v.cfg, job.spec), v.cfg.eval
-        res = score_samples(v.samples, metrics, judge=_judge(job, v.cfg, metrics), protocol=ev.protocol,
-                            judge_dtype=ev.judge_dtype, max_length=ev.max_judge_length,
-                            batch_size=ev.judge_batch_size, bootstrap=ev.bootstrap, run_cfg=v.cfg)
+        files = v.sample_files or [v.samples]
+        res = score_samples(files if len(files) > 1 else files[0], metrics, judge=_judge(job, v.cfg, metrics),
+                            protocol=ev.protocol, judge_dtype=ev.judge_dtype, max_length=ev.max_judge_length,
+                            batch_size=ev.judge_batch_size, bootstrap=ev.bootstrap, run_cfg=v.cfg,
+                            baselines=job.spec.baselines and job.baselines is None)
         atomic_write_json(v.result, res)
     v.results = json.loads(v.result.read_text(encoding="utf-8"))
+    if job.spec.baselines and job.baselines is None and "data" in v.results.get("rows", {}):
+        # the held-out data and random tokens do not depend on the variant: scored with the first one
+        job.baselines = {k: {m: v.results["rows"][k].get(m) for m in ("genppl", "entropy", "source")}
+                         for k in ("data", "random") if k in v.results["rows"]}
 
 
 PIPELINE: list[tuple[str, Callable[[Job, VariantState], None]]] = [
@@ -200,13 +215,18 @@ def final_train_loss(run_dir: Path) -> Optional[float]:
 
 
 def _row(job: Job, v: VariantState) -> dict[str, Any]:
+    from elfctl.ablate.costs import model_costs, sampling_costs
     from elfctl.eval.report import headline
 
     row = {"variant": v.variant.name, "train": v.variant.train, "sample": v.variant.sample,
            "run_dir": str(v.run_dir), "reused_run": v.reused, "step": v.step,
            "train_loss": final_train_loss(v.run_dir), "samples": str(v.samples), "eval": str(v.result),
-           "series": "student" if v.variant.distill else
-           "teacher" if any(x.distill for x in job.spec.variants) else "model", **headline(v.results)}
+           "series": v.variant.series or ("student" if v.variant.distill else
+                                          "teacher" if any(x.distill for x in job.spec.variants) else "model"),
+           **headline(v.results), **model_costs(Path(v.run_dir)),
+           **sampling_costs(v.sample_files or [v.samples])}
+    if len(v.sample_files) > 1:
+        row["sample_files"] = [str(p) for p in v.sample_files]
     if job.spec.plot_x:
         section, key = job.spec.plot_x.split(".", 1)
         row["x"] = getattr(getattr(v.cfg, section), key)
@@ -239,7 +259,8 @@ def run_ablation(spec: AblationSpec, scale: str, out: Path, *, extra: list[str] 
         rows.append(_row(job, state))
     asked = list(dict.fromkeys(m for r in rows for m in (r.get("metrics") or [])))  # what the table shows
     summary = {"ablation": spec.name, "scale": scale, "recipe": recipe, "description": spec.description,
-               "finding": spec.finding, "plot_x": spec.plot_x, "metrics": asked, "rows": rows}
+               "finding": spec.finding, "plot_x": spec.plot_x, "metrics": asked, "seeds": spec.seeds or None,
+               "baselines": job.baselines, "rows": rows}
     from elfctl.ablate.plots import write_plots
 
     try:

@@ -12,6 +12,10 @@ An ablation is a YAML file::
       - {name: v-pred, train: [model.prediction=v]}
     plot_x: sample.steps                            # optional: x axis of the "Gen PPL vs ..." plot
     metrics: [genppl]                               # optional: what `eval` scores (default genppl)
+    seeds: [0, 1, 2]                                # optional: sample every variant with each seed (mean ± std)
+    baselines: true                                 # optional: also score held-out data and random tokens once
+
+A variant may name its ``series`` (a line of the plots; default: the model, or teacher / student).
 
 ``train`` overrides change the trained model (variants with the same ones share one training run);
 ``sample`` overrides (``sample.*`` keys) change only how it is sampled. The spec is as strict as a recipe: an
@@ -34,9 +38,9 @@ from elfctl.config import SECTIONS, load_config, parse_override
 from elfctl.errors import ConfigError
 
 SPEC_DIR = Path(__file__).resolve().parent
-TOP_KEYS = ("description", "finding", "scales", "variants", "plot_x", "metrics")
+TOP_KEYS = ("description", "finding", "scales", "variants", "plot_x", "metrics", "seeds", "baselines")
 SCALE_KEYS = ("recipe", "overrides", "distill")     # distill: the distillation recipe of `distill: true` variants
-VARIANT_KEYS = ("name", "train", "sample", "distill")
+VARIANT_KEYS = ("name", "train", "sample", "distill", "series")
 
 
 @dataclass
@@ -45,6 +49,7 @@ class Variant:
     train: list[str] = field(default_factory=list)
     sample: list[str] = field(default_factory=list)
     distill: bool = False       # sample the distilled student of the trained model (elfctl.ablate.distill_step)
+    series: Optional[str] = None  # the line it belongs to in the plots
 
     def sample_settings(self) -> dict:
         """``sample.steps=8`` → ``{"steps": 8}`` (the keys ``SampleRequest.settings`` takes)."""
@@ -61,6 +66,8 @@ class AblationSpec:
     plot_x: Optional[str] = None
     metrics: list[str] = field(default_factory=lambda: ["genppl"])
     path: Optional[Path] = None
+    seeds: list[int] = field(default_factory=list)   # empty: the variant's sample.seed
+    baselines: bool = False
 
     def scale(self, scale: str) -> tuple[str, list[str]]:
         if scale not in self.scales:
@@ -178,7 +185,10 @@ def _variants(path: Path, data: dict) -> list[Variant]:
         distill = v.get("distill", False)
         if not isinstance(distill, bool):
             raise ConfigError(f"{where}.distill: must be true or false, got {distill!r}")
-        variants.append(Variant(str(v["name"]), train, sample, distill))
+        series = v.get("series")
+        if series is not None and not isinstance(series, str):
+            raise ConfigError(f"{where}.series: must be a name (a line of the plots), got {series!r}")
+        variants.append(Variant(str(v["name"]), train, sample, distill, series))
     if not variants:
         raise ConfigError(f"{path}: an ablation needs at least one variant")
     names = [v.name for v in variants]
@@ -220,6 +230,21 @@ def _plot_x(path: Path, data: dict) -> Optional[str]:
     return plot_x
 
 
+def _seeds(path: Path, data: dict) -> list[int]:
+    raw = data.get("seeds") or []
+    if (not isinstance(raw, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in raw)
+            or len(set(raw)) != len(raw)):
+        raise ConfigError(f"{path}: seeds: must be a list of distinct integers (e.g. [0, 1, 2]), got {raw!r}")
+    return raw
+
+
+def _baselines(path: Path, data: dict) -> bool:
+    raw = data.get("baselines", False)
+    if not isinstance(raw, bool):
+        raise ConfigError(f"{path}: baselines: must be true or false, got {raw!r}")
+    return raw
+
+
 def load_spec(ref: str) -> AblationSpec:
     """A built-in ablation by name, or a user's YAML file by path; validated against its recipes."""
     path = Path(ref)
@@ -234,7 +259,8 @@ def load_spec(ref: str) -> AblationSpec:
     scales, variants = _scales(path, data), _variants(path, data)
     spec = AblationSpec(name=path.stem.replace("_", "-"), description=str(data.get("description", "")),
                         finding=str(data.get("finding", "")), scales=scales, variants=variants,
-                        plot_x=_plot_x(path, data), metrics=_metrics(path, data), path=path)
+                        plot_x=_plot_x(path, data), metrics=_metrics(path, data), path=path,
+                        seeds=_seeds(path, data), baselines=_baselines(path, data))
     return spec
 
 

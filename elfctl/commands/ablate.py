@@ -20,7 +20,7 @@ def with_interval(value, ci, digits: int) -> str:
 
 # The table's columns for the metrics an ablation asked for: (metric, title, row key, digits) of the scores
 # shown with their 95% interval, then (metric, row keys) of the plain numbers.
-SCORED_COLUMNS = (("genppl", "Gen PPL [95% CI]", "genppl", 1), ("entropy", "entropy [95% CI]", "entropy", 3))
+SCORED_COLUMNS = (("genppl", "Gen PPL", "genppl", 1), ("entropy", "entropy", "entropy", 3))
 PLAIN_COLUMNS = (("rouge", ("rouge1", "rouge2", "rougeL")), ("bleu", ("bleu",)),
                  ("diversity", ("distinct_1", "distinct_2", "distinct_3", "repetition_4gram", "empty_samples",
                                 "mean_length_words")))
@@ -67,17 +67,39 @@ def ablate(
                            log=lambda s: console.print(s, markup=False, highlight=False))
     asked = summary.get("metrics") or []
     table = Table(title=f"{spec.name} ({scale}) — {spec.description}")
+    from elfctl.ablate.costs import fmt_count
+
+    seeds = summary.get("seeds")
+    spread = "± std" if seeds else "[95% CI]"  # over seeds, or the bootstrap interval of one draw
     scored = [(title, key, digits) for metric, title, key, digits in SCORED_COLUMNS if metric in asked]
     extra = [k for metric, keys in PLAIN_COLUMNS for k in keys
              if metric in asked and any(k in r for r in summary["rows"])]
-    for col in ["variant", "train loss", *[title for title, _, _ in scored], *extra]:
+    costs = [(k, label) for k, label in (("val_nelbo_ppl", "val NELBO PPL"), ("nfe", "NFE"),
+                                          ("seconds_per_sample", "s/sample"), ("params", "params"),
+                                          ("train_flops_per_step", "train FLOPs/step"))
+             if len({str(r.get(k)) for r in summary["rows"]}) > 1 or k == "nfe"]
+    for col in ["variant", "train loss", *[f"{title} {spread}" for title, _, _ in scored], *extra,
+                *[label for _, label in costs]]:
         table.add_column(col)
+    fmt = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+
+    def score(r, key, digits):
+        if seeds and r.get(key) is not None:
+            return f"{r[key]:.{digits}f}" + (f" ± {r[key + '_std']:.{digits}f}" if r.get(key + "_std") else "")
+        return with_interval(r.get(key), r.get(f"{key}_ci95"), digits)
+
+    def cost(k, v):
+        if k in ("params", "train_flops_per_step"):
+            return fmt_count(v)
+        return "-" if v is None else f"{v:.1f}" if isinstance(v, float) else str(v)
+
     for r in summary["rows"]:
-        fmt = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
-        table.add_row(r["variant"], fmt(r.get("train_loss")),
-                      *[with_interval(r.get(key), r.get(f"{key}_ci95"), digits) for _, key, digits in scored],
-                      *[fmt(r.get(k)) for k in extra])
+        table.add_row(r["variant"], fmt(r.get("train_loss")), *[score(r, key, digits) for _, key, digits in scored],
+                      *[fmt(r.get(k)) for k in extra], *[cost(k, r.get(k)) for k, _ in costs])
     console.print(table)
+    for name, b in (summary.get("baselines") or {}).items():
+        console.print(f"{'held-out data' if name == 'data' else 'random tokens'}: Gen PPL {b['genppl']:.1f}, "
+                      f"entropy {b['entropy']:.3f}", markup=False, highlight=False)
     reused = sorted({r["reused_run"] for r in summary["rows"] if r.get("reused_run")})
     if reused:
         console.print(f"trained model reused from: {', '.join(reused)}", markup=False, highlight=False)

@@ -74,6 +74,12 @@ def _lines(res: dict) -> list[tuple[str, list[tuple[str, str]]]]:
         items = [(k, _fmt(v) + (f" ± {_fmt(std[k])}" if k in std else "") +
                   (f"  {_ci(cis[k])}" if k in cis else "")) for k, v in res["rouge"].items()]
         sections.append(("ROUGE F ×100 (stemmed, averaged)", items))
+    if "nelbo" in res:
+        n = res["nelbo"]
+        sections.append((f"validation NELBO of the model ({n['split']} split, {n['tokens']} tokens, "
+                         f"{'EMA' if n.get('ema') else 'raw'} weights)",
+                         [("NLL bound (nats/token)", _fmt(n["nll"])), ("PPL bound", _fmt(n["ppl"])),
+                          ("bits per token", _fmt(n["bpd"]))]))
     if "diversity" in res:
         d = res["diversity"]
         items = [(k, _fmt(v) if not isinstance(v, dict) else ", ".join(f"{b}: {c}" for b, c in v.items()))
@@ -172,9 +178,12 @@ def _run_config(run_dir: Optional[str]):
 def evaluate(
     files: Optional[List[Path]] = typer.Argument(None, metavar="SAMPLES", show_default=False,
                                                  help="Samples file(s), same as --samples."),
-    metric: str = typer.Option("genppl", "--metric", help="genppl, entropy, bleu, rouge, diversity or all "
+    metric: str = typer.Option("genppl", "--metric", help="genppl, entropy, bleu, rouge, diversity, nelbo or all "
                                                           "(comma-separated). Gen PPL always shows entropy; all "
-                                                          "skips BLEU/ROUGE when there are no references."),
+                                                          "skips BLEU/ROUGE when there are no references. nelbo: "
+                                                          "the sampling model's validation NELBO (a perplexity "
+                                                          "bound) on its held-out split, for families that have "
+                                                          "one (mdlm)."),
     samples: Optional[List[Path]] = typer.Option(None, "--samples", help="Samples file: elfctl JSONL, a JSON "
                                                  "list of strings, or text (read by content). Several files (seeds "
                                                  "of one run and settings: mean ± std): repeat --samples, or list "
@@ -216,15 +225,16 @@ def evaluate(
     from elfctl.eval.inputs import check_same_run, newest_samples, read_samples
     from elfctl.eval.report import parse_metrics, score_samples
 
+    from elfctl.config import check_value
+
     metrics = parse_metrics(metric)
-    for flag, value, lo in (("--batch-size", batch_size, 1), ("--max-samples", max_samples, 1),
-                            ("--bootstrap", bootstrap, 0)):
-        if value is not None and value < lo:
-            raise ConfigError(f"{flag}: {value} is out of range; must be >= {lo}")
-    if judge_dtype is not None and judge_dtype not in ("float32", "bfloat16", "float64"):
-        raise ConfigError(f"--judge-dtype: {judge_dtype!r} is not valid; choose float32, bfloat16 or float64")
-    if protocol is not None and protocol not in ("elf", "mdlm"):
-        raise ConfigError(f"--protocol: {protocol!r} is not valid; choose elf or mdlm")
+    if max_samples is not None and max_samples < 1:
+        raise ConfigError(f"--max-samples: {max_samples} is out of range; must be >= 1")
+    # the flags that override an eval.* key are checked by that key's own rules (elfctl.config.EvalConfig)
+    for flag, key, value in (("--batch-size", "judge_batch_size", batch_size), ("--bootstrap", "bootstrap", bootstrap),
+                             ("--judge-dtype", "judge_dtype", judge_dtype), ("--protocol", "protocol", protocol)):
+        if value is not None:
+            check_value("eval", key, value, name=flag)
     for flag, path in (("--references", references), ("--reference-text", reference_text)):
         if path is not None and not path.is_file():
             raise ConfigError(f"{flag}: {'is a directory, not a file' if path.is_dir() else 'file not found'}: "
@@ -239,6 +249,10 @@ def evaluate(
         check_same_run(loaded)
     run_dir = loaded[0].header.get("run_dir")
     run_cfg = _run_config(run_dir)
+    if "nelbo" in metrics:
+        from elfctl.eval.likelihood import check_likelihood
+
+        check_likelihood(loaded[0].header.get("family", run_cfg.model.family if run_cfg else "elf"))
     ev = run_cfg.eval if run_cfg is not None else None
     needs_judge = "genppl" in metrics or "entropy" in metrics
     res = score_samples(loaded, metric, judge=judge or (_default_judge(run_cfg) if needs_judge else OFFLINE_JUDGE),

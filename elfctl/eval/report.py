@@ -29,17 +29,18 @@ from elfctl.eval.judge import OFFLINE_JUDGE, Judge
 
 METRICS = ("genppl", "entropy", "bleu", "rouge", "diversity")
 OVERLAP = ("bleu", "rouge")     # need references; `all` skips them (with a note) when there are none
+MODEL_METRICS = ("nelbo",)      # about the model that drew the samples (its likelihood bound), not in `all`
 
 
 def parse_metrics(text: str) -> list[str]:
     """``genppl,bleu`` / ``all`` → metric names; unknown names are a one-line ConfigError listing the valid ones."""
     names = [m.strip().lower() for m in str(text).split(",") if m.strip()]
-    bad = [m for m in names if m not in METRICS and m != "all"]
+    bad = [m for m in names if m not in METRICS + MODEL_METRICS and m != "all"]
     if bad or not names:
         raise ConfigError(f"--metric: {bad[0] if bad else text!r} is not valid; choose from "
-                          f"{', '.join(METRICS)}, all (comma-separated)")
+                          f"{', '.join(METRICS + MODEL_METRICS)}, all (comma-separated)")
     if "all" in names:
-        return list(METRICS)
+        return list(METRICS) + [m for m in names if m in MODEL_METRICS]
     if "genppl" in names and "entropy" not in names:
         names.append("entropy")  # Gen PPL is never reported without entropy
     return list(dict.fromkeys(names))
@@ -313,14 +314,28 @@ def score_samples(samples, metrics: Union[str, Sequence[str]] = ("genppl", "entr
                        bootstrap=bootstrap, seed=seed, note=out["notes"].append, max_samples=max_samples)
     if "diversity" in names:
         _score_diversity(out, files)
+    if "nelbo" in names:
+        _score_nelbo(out, files, device=device)
     return out
+
+
+def _score_nelbo(out: dict, files: list[Samples], *, device: Optional[str]) -> None:
+    """The likelihood bound of the (first) file's model; a family without one gets a note, not a number."""
+    from elfctl.eval.likelihood import has_likelihood, score_likelihood
+
+    family = files[0].header.get("family", "elf")
+    if not has_likelihood(family):
+        out["notes"].append(f"nelbo: model.family {family} has no likelihood bound")
+        return
+    out["nelbo"] = score_likelihood(files[0].header, device=device)
 
 
 def headline(results: dict) -> dict:
     """The few numbers a summary table shows (used by ``elfctl ablate``)."""
     row = results.get("rows", {}).get("model", {})
     out = {"genppl": row.get("genppl"), "genppl_ci95": row.get("genppl_ci95"), "entropy": row.get("entropy"),
-           "entropy_ci95": row.get("entropy_ci95"), "judge": results.get("judge"),
+           "entropy_ci95": row.get("entropy_ci95"), "genppl_std": row.get("genppl_std_over_seeds"),
+           "entropy_std": row.get("entropy_std_over_seeds"), "judge": results.get("judge"),
            "protocol_hash": results.get("protocol_hash")}
     if "rouge" in results:
         out.update(results["rouge"])
@@ -328,5 +343,7 @@ def headline(results: dict) -> dict:
         out["bleu"] = results["bleu"]
     if "diversity" in results:  # its numbers (distinct_n, repetition, ...), not the length histogram
         out.update({k: v for k, v in results["diversity"].items() if isinstance(v, (int, float))})
+    if "nelbo" in results:
+        out["val_nelbo_ppl"] = results["nelbo"]["ppl"]
     out["metrics"] = results.get("metrics")
     return out

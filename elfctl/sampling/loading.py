@@ -18,7 +18,7 @@ import torch
 
 from elfctl.config import Config, load_resolved
 from elfctl.errors import ConfigError
-from elfctl.model import ELF, build_model
+from elfctl.family import load_family
 from elfctl.train import checkpoint as ckpt
 
 
@@ -27,7 +27,7 @@ WEIGHT_FILES = {"ema.safetensors": True, "model.safetensors": False}  # file -> 
 
 @dataclass
 class Loaded:
-    model: ELF
+    model: torch.nn.Module              # the network of the recipe's model.family
     cfg: Config
     meta: dict
     checkpoint: Path
@@ -122,7 +122,7 @@ def load_for_sampling(ref: Optional[str | Path], *, runs_root: Path = Path("runs
                               f"{'; pass --no-ema for the raw weights' if ema else ''}")
         state = ckpt.load_tensors(path, "ema" if ema else "model")
         latent_dim, vocab = meta["latent_dim"], meta["vocab_size"]
-    model = build_model(cfg.model, latent_dim, vocab)
+    model = load_family(cfg.model.family).build_network(cfg, latent_dim=latent_dim, vocab_size=vocab)
     ckpt.load_state_dict_strict(model, state, what=f"checkpoint {path}")
     model.to(device).eval()
     loaded = Loaded(model, cfg, meta, path, ema)

@@ -10,7 +10,7 @@ The Python entry other commands use (``elfctl ablate`` calls it in-process)::
 recipe keys are.
 
 Output format (read by ``elfctl eval``): a header line
-``{"type": "header", "checkpoint", "step", "run_dir", "recipe", "task", "sampler": {...}, "guidance": {...},
+``{"type": "header", "checkpoint", "step", "run_dir", "recipe", "task", "family", "sampler": {...}, "guidance": {...},
 "seed", "nfe", "rows_per_batch", "wall_time_s", "ema", "device", "precision", "compile", "kernels_backend",
 "num_samples"}`` then one line per sample ``{"type": "sample", "index", "text", "token_ids", "input"?, "reference"?,
 "prefix"?, "suffix"?, "trajectory"?}`` (``trajectory``: one frame ``{"step", "text", "tokens", "pinned"?}`` per
@@ -173,9 +173,9 @@ def _plan(req: SampleRequest, loaded, overrides: dict, device: torch.device, log
     if "steps" in overrides and is_student(run_dir):  # the student's table row for that step count
         overrides = {**step_settings(cfg.distill.samplers, overrides["steps"], overrides), **overrides}
     sample, guidance = sample_settings.resolve(cfg.sample, overrides, conditional=conditional,
-                                               flags=req.flag_names)
+                                               flags=req.flag_names, family=cfg.model.family)
     traj = trajectory_steps(req.trajectory, sample.steps)
-    _check_task_flags(req, conditional)
+    _check_task_flags(req, conditional, cfg.model.family)
     inputs, num = _inputs(req, loaded, sample, "num_samples" in overrides, log, warn)
     seeds = req.seeds or [sample.seed]
     outputs = {s: output_path(req.out, run_dir, sample, s, many=len(seeds) > 1) for s in seeds}
@@ -183,7 +183,12 @@ def _plan(req: SampleRequest, loaded, overrides: dict, device: torch.device, log
                 run_dir, kernels.resolve_backend(torch.empty(0, device=device)), warn, traj)
 
 
-def _check_task_flags(req: SampleRequest, conditional: bool) -> None:
+def _check_task_flags(req: SampleRequest, conditional: bool, family: str) -> None:
+    from elfctl.family import family_entry
+
+    if (req.prefix or req.suffix) and family_entry(family).data != "latents":
+        raise ConfigError(f"--prefix/--suffix: infilling pins encoder latents; a model.family {family} model has "
+                          f"none (sample it without --prefix/--suffix)")
     if conditional and (req.prefix or req.suffix):
         raise ConfigError("--prefix/--suffix infill unconditional models; this model is conditional: use --prompt "
                           "or --input")
@@ -193,13 +198,13 @@ def _check_task_flags(req: SampleRequest, conditional: bool) -> None:
 
 
 def _build_sampler(loaded, sample: SampleConfig, device: torch.device):
-    from elfctl.flow import FlowPath
+    """The family's sampler named by ``sample.sampler`` (elfctl.family)."""
+    from elfctl.family import load_family
     from elfctl.sampling.precision import apply_precision
-    from elfctl.sampling.sampler import EulerSampler, SamplerSettings
 
     apply_precision(device, sample.bf16)  # the one policy (elfctl.precision), as training applies it
     model = torch.compile(loaded.model) if sample.compile else loaded.model
-    return EulerSampler(model, FlowPath.from_config(loaded.cfg), SamplerSettings.from_config(loaded.cfg, sample))
+    return load_family(loaded.cfg.model.family).sampler(loaded, sample, model)
 
 
 def _inputs(req: SampleRequest, loaded, sample: SampleConfig, num_given: bool, log: Log,
@@ -280,7 +285,8 @@ def _draw_seed(job: _Job, seed: int, out: Path, log: Log) -> tuple[Path, dict]:
             res = job.sampler.sample(n, job.loaded.cfg.data.max_length, job.loaded.model.latent_dim,
                                      seed=mix_seed(seed, b), device=job.device, cond=cond,
                                      trajectory_steps=job.trajectory)
-            stats.update(nfe=res.nfe, rows=max(stats["rows"], res.rows), traj=res.trajectory_passes)
+            stats.update(nfe=res.nfe, rows=max(stats["rows"], res.rows), traj=res.trajectory_passes,
+                         breakdown=getattr(res, "nfe_breakdown", None))
             batch = _records(job, res, start, batch_inputs, cond, layout)
             partial.append(batch)
             records += batch
@@ -376,16 +382,21 @@ def _header(job: _Job, seed: int, *, stats: Optional[dict] = None, wall: Optiona
     """The samples header; without ``stats`` (the partial file's) it says ``"partial": true``."""
     from elfctl.sampling.precision import precision_label
 
+    from elfctl.family import load_family
+
     loaded, s = job.loaded, job.sample
+    family = loaded.cfg.model.family
     header = {"type": "header", "checkpoint": str(loaded.checkpoint), "step": loaded.meta.get("step"),
               "run_dir": str(job.run_dir), "recipe": loaded.cfg.name, "task": loaded.cfg.data.task,
-              "sampler": sample_settings.header_record(s), "guidance": job.guidance, "seed": seed}
+              "family": family, "sampler": load_family(family).sampler_record(s), "guidance": job.guidance,
+              "seed": seed}
     if stats is None:
         header["partial"] = True
     else:
         header.update({"nfe": stats["nfe"] + stats["traj"],
-                       "nfe_breakdown": {"denoise": stats["nfe"] - 1, "decode": 1, "trajectory": stats["traj"],
-                                         "rows_per_denoise": 2 if (s.cfg != 1.0 and job.conditional) else 1},
+                       "nfe_breakdown": stats.get("breakdown") or {
+                           "denoise": stats["nfe"] - 1, "decode": 1, "trajectory": stats["traj"],
+                           "rows_per_denoise": 2 if (s.cfg != 1.0 and job.conditional) else 1},
                        "rows_per_batch": stats["rows"], "wall_time_s": wall})
     header.update({"ema": loaded.ema, "device": str(job.device), "precision": precision_label(job.device, s.bf16),
                    "compile": s.compile, "kernels_backend": job.backend, "num_samples": num,

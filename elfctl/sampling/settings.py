@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from elfctl.config import SampleConfig, check_value
 from elfctl.errors import ConfigError
+from elfctl.family import all_sampler_names, check_sampler
 
 SECTION = "sample"
+EULER_SAMPLERS = ("ode", "sde")  # one sampler, two names: sde needs gamma > 0, ode is gamma 0
 
 
 def sample_keys() -> tuple[str, ...]:
@@ -64,6 +66,9 @@ def check_overrides(overrides: Mapping[str, Any], *, flags: bool = False) -> dic
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(f"unknown sample setting '{key}'{hint}; valid: {', '.join(valid)}")
         out[key] = check_value(SECTION, key, value, name=label(key, flags))
+        if key == "sampler" and out[key] not in all_sampler_names():
+            raise ConfigError(f"{label(key, flags)}: {out[key]!r} is not valid; choose one of "
+                              f"{', '.join(all_sampler_names())}")
     return out
 
 
@@ -71,6 +76,12 @@ def _sampler_and_gamma(base: SampleConfig, over: dict, flags: bool) -> dict:
     """One meaning for the pair: sde needs gamma > 0, ode is gamma 0. Given alone, each sets the other."""
     over = dict(over)
     s_name, g_name = label("sampler", flags), label("gamma", flags)
+    sampler = over.get("sampler", base.sampler)
+    if sampler not in EULER_SAMPLERS:  # gamma is the churn of the Euler sampler only
+        if "gamma" in over:
+            raise ConfigError(f"{g_name}: the {sampler} sampler has no churn (gamma is for the ode / sde "
+                              f"samplers); drop {g_name}")
+        return over
     if "sampler" in over and "gamma" in over:
         if (over["sampler"] == "sde") != (over["gamma"] > 0):
             raise ConfigError(f"{s_name} {over['sampler']} contradicts {g_name} {over['gamma']:g}: the SDE needs "
@@ -109,18 +120,23 @@ def _unconditional_cfg(base: SampleConfig, over: dict, conditional: bool, flags:
 
 
 def resolve(base: SampleConfig, overrides: Mapping[str, Any], *, conditional: bool,
-            flags: bool = False) -> tuple[SampleConfig, dict]:
+            flags: bool = False, family: str = "elf") -> tuple[SampleConfig, dict]:
     """The settings a job runs with: ``overrides`` (by key) over the recipe's section ``base``.
 
     Returns the resolved section and the header's guidance record. ``flags``: name settings by their CLI flag in
-    messages (``--gamma``) instead of their key path (``sample.gamma``).
+    messages (``--gamma``) instead of their key path (``sample.gamma``). ``family``: the model's family, whose
+    samplers ``sampler`` must name.
     """
     over = check_overrides(overrides, flags=flags)
+    if "sampler" in over:
+        check_sampler(family, over["sampler"], what=label("sampler", flags))
     over, guidance = _unconditional_cfg(base, over, conditional, flags)
     over = _sampler_and_gamma(base, over, flags)
     return dataclasses.replace(base, **over), guidance
 
 
-def header_record(sample: SampleConfig) -> dict[str, Any]:
-    """The settings that change the draws, as the samples header records them."""
-    return {k: getattr(sample, k) for k in draw_keys()}
+def header_record(sample: SampleConfig, family: Optional[str] = None) -> dict[str, Any]:
+    """The settings that change the draws, as the samples header records them: the shared ones, plus those only
+    ``family``'s samplers read (``noise_removal`` for mdlm)."""
+    own = {f.name for f in dataclasses.fields(SampleConfig) if f.metadata.get("family") in (None, family)}
+    return {k: getattr(sample, k) for k in draw_keys() if k in own}

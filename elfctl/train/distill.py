@@ -110,6 +110,9 @@ def load_teacher(cfg: Config) -> Teacher:
     the recipe's network on the recipe's encoder."""
     from elfctl.sampling.loading import load_for_sampling
 
+    if cfg.model.family != "elf":
+        raise ConfigError(f"model.family: {cfg.model.family} models are not distilled; progressive distillation "
+                          f"halves the steps of ELF's ODE (model.family elf)")
     ref = cfg.distill.teacher
     if not ref:
         raise ConfigError("distill.teacher: not set; give the teacher's run directory, e.g. "

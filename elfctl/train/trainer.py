@@ -24,8 +24,8 @@ from torch.utils.data import default_collate
 from elfctl.atomic import atomic_write_text
 from elfctl.config import Config, load_resolved
 from elfctl.errors import ConfigError, ElfRuntimeError
-from elfctl.model import build_model, count_parameters
-from elfctl.objective import ElfObjective
+from elfctl.family import family_entry, load_family
+from elfctl.model import count_parameters
 from elfctl.train import checkpoint as ckpt
 from elfctl.train import fsdp
 from elfctl.train import run_dir as rundir
@@ -92,8 +92,23 @@ class _RunState:
         return self.length.steps
 
 
+class TokenSpace(nn.Module):
+    """What a family that trains on token ids has in place of an encoder: the vocabulary it models, no latents.
+    ``vocab_size`` counts an appended [MASK] row when the family needs one (:func:`elfctl.families.vocabulary`)."""
+
+    latent_dim = None
+    trainable = False
+
+    def __init__(self, vocab_size: int):
+        super().__init__()
+        self.vocab_size = vocab_size
+
+
 class DataSource:
-    """Tokenizer, encoder and the map-style training set (tokenized text, or a latent cache)."""
+    """Tokenizer, encoder and the map-style training set (tokenized text, or a latent cache).
+
+    A family whose batches are token ids alone (``FamilyEntry.data == "tokens"``) gets no encoder (a
+    :class:`TokenSpace`), no latent cache, and ``latents()`` gives None."""
 
     def __init__(self, cfg: Config, run_dir: Path, device: torch.device, log: Callable[[str], None] = print):
         from elfctl.data.encoders import build_encoder
@@ -102,17 +117,22 @@ class DataSource:
         data_dir = cfg.data.data_dir
         self.cfg = cfg
         self.tokenizer = load_tokenizer(cfg.encoder, data_dir=data_dir)
-        self.encoder = build_encoder(cfg.encoder, self.tokenizer, data_dir=data_dir).to(device)
+        self.needs_latents = family_entry(cfg.model.family).data == "latents"
+        if self.needs_latents:
+            self.encoder = build_encoder(cfg.encoder, self.tokenizer, data_dir=data_dir).to(device)
+        else:
+            self.encoder = TokenSpace(load_family(cfg.model.family).vocab_size(self.tokenizer))
         self.trainable_encoder = bool(getattr(self.encoder, "trainable", False))
         self._tokens = None
-        from elfctl.data.encoders import encode_precision
+        if self.needs_latents:
+            from elfctl.data.encoders import encode_precision
 
-        # one encoding precision for the run's every latent: on the fly, label-drop re-encodes, the cache
-        self.encoder.set_precision(encode_precision(not self.trainable_encoder, device, cfg.train.bf16))
-        self.encode_bf16 = self.encoder.precision == "bf16-autocast"
-        if cfg.data.precompute_latents:
+            # one encoding precision for the run's every latent: on the fly, label-drop re-encodes, the cache
+            self.encoder.set_precision(encode_precision(not self.trainable_encoder, device, cfg.train.bf16))
+        self.encode_bf16 = self.needs_latents and self.encoder.precision == "bf16-autocast"
+        if cfg.data.precompute_latents and self.needs_latents:
             self._precompute(cfg, run_dir, device, log)
-        self.cache_path = self._cache_path(cfg, run_dir)
+        self.cache_path = self._cache_path(cfg, run_dir) if self.needs_latents else None
         if self.cache_path is not None:
             from elfctl.data.cache import LatentCacheDataset, check_manifest
 
@@ -124,7 +144,8 @@ class DataSource:
                     f"{self.encoder.precision} (label-drop re-encodes); rebuild it for one precision throughout")
         else:
             self.dataset = self._tokenized(cfg, log)
-            log(f"latents: encoded per batch on {device}" + (" in bf16" if self.encode_bf16 else ""))
+            if self.needs_latents:
+                log(f"latents: encoded per batch on {device}" + (" in bf16" if self.encode_bf16 else ""))
         if len(self.dataset) == 0:
             raise ConfigError(f"data.dataset: '{cfg.data.dataset}' gave no training examples")
 
@@ -195,8 +216,12 @@ class DataSource:
         return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
     def latents(self, batch: dict, drop: Optional[torch.Tensor]) -> torch.Tensor:
-        """Clean normalised latents of a batch; re-encodes label-dropped rows of a cache."""
+        """Clean normalised latents of a batch; re-encodes label-dropped rows of a cache. None for a family that
+        trains on the token ids alone."""
         from elfctl.data.tokenize import encoder_attention_mask
+
+        if not self.needs_latents:
+            return None
 
         ids, am, cm = batch["input_ids"], batch["attention_mask"].bool(), batch["cond_mask"].bool()
         grad = torch.enable_grad() if self.trainable_encoder else torch.no_grad()
@@ -297,12 +322,14 @@ class Trainer:
         cfg, info, device = self.cfg, self.info, self.device
         data = self.data_source(cfg, self.run_dir, device)
         torch.manual_seed(cfg.train.seed)  # model init is the same on every rank
-        model = build_model(cfg.model, data.encoder.latent_dim, data.encoder.vocab_size).to(device)
+        family = load_family(cfg.model.family)
+        model = family.build_network(cfg, latent_dim=data.encoder.latent_dim,
+                                     vocab_size=data.encoder.vocab_size).to(device)
         if latest is None and self.init_weights is not None:
             ckpt.load_state_dict_strict(model, self.init_weights(), what="the initial weights")
         modules: list[nn.Module] = [model] + ([data.encoder] if data.trainable_encoder else [])
         objective = (self.objective_factory(cfg, data, device) if self.objective_factory is not None
-                     else ElfObjective.from_config(cfg))
+                     else family.objective(cfg, data, device))
         accum = self._micro_batch(model, data, device).grad_accum  # train.micro_batch_size -> grad_accum
         shards = info.world_size * accum
         if self.sharded:  # before the optimizers and the EMA: sharding replaces the parameters
@@ -326,6 +353,11 @@ class Trainer:
         cfg = self.cfg
         fits = None
         if cfg.train.micro_batch_size == "auto" and device.type == "cuda":
+            if not data.needs_latents:
+                raise ConfigError(f"train.micro_batch_size: auto probes the memory of an ELF step only; give a "
+                                  f"number for model.family {cfg.model.family} (e.g. train.micro_batch_size=32)")
+            from elfctl.objective import ElfObjective
+
             # the base objective's step (a distillation step saves no more: its teacher passes keep nothing for
             # backward, and the teacher's weights are already on the GPU when this runs)
             fits = micro_batch.cuda_probe(
@@ -502,7 +534,8 @@ class Trainer:
             model_state, ema_state, opt_state = model.state_dict(), ema.state_dict(), opt.state_dict()
             enc_state = data.encoder.state_dict() if data.trainable_encoder else None
         if is_main:
-            meta = {"latent_dim": data.encoder.latent_dim, "vocab_size": data.encoder.vocab_size,
+            meta = {"family": self.cfg.model.family, "latent_dim": data.encoder.latent_dim,
+                    "vocab_size": data.encoder.vocab_size,
                     "preset": self.cfg.model.preset, "prediction": self.cfg.model.prediction,
                     "world_size": self.info.world_size, "global_batch": self.cfg.train.batch_size,
                     "micro_batch": self.micro.micro, "grad_accum": self.micro.grad_accum,
