@@ -83,6 +83,7 @@ def test_metrics_without_their_packages_are_one_line(monkeypatch):
     from elfctl.eval import text_metrics
 
     monkeypatch.setitem(sys.modules, "rouge_score", None)  # `import rouge_score` now fails as if absent
+    monkeypatch.setitem(sys.modules, "rouge_score.rouge_scorer", None)  # even after an earlier test imported it
     monkeypatch.setitem(sys.modules, "sacrebleu", None)
     with pytest.raises(ConfigError) as e:
         text_metrics.rouge_per_sample(["a b"], ["a b"])
