@@ -77,3 +77,16 @@ def atomic_write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
     with atomic_open(path, "w") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def check_can_create_in(folder: Path, path: Path, flag: str) -> None:
+    """One line naming ``flag`` unless ``path`` can be created under ``folder`` (its nearest existing ancestor must
+    be a directory this process may write in): checked before any work, so a long job never fails at its write."""
+    from elfctl.errors import ConfigError
+
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ConfigError(f"{flag}: {folder} is a file, so {path} cannot be created under it")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag}: cannot write in {folder} (permission denied)")

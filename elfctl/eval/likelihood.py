@@ -28,8 +28,6 @@ def check_likelihood(family: str) -> None:
 def score_likelihood(header: dict, *, device: Optional[str] = None, batch_size: int = 64,
                      max_examples: Optional[int] = None, log: Callable[[str], None] = lambda s: None) -> dict:
     """The bound of the checkpoint that wrote ``header`` (the same weights: EMA or raw)."""
-    import torch  # noqa: F401 - the loaders below need it
-
     from elfctl.family import load_family
     from elfctl.sampling.loading import load_for_sampling
     from elfctl.train.distributed import pick_device

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import torch
 
-from elfctl.atomic import atomic_write_jsonl
+from elfctl.atomic import atomic_write_jsonl, check_can_create_in
 from elfctl.config import SampleConfig
 from elfctl.errors import ConfigError
 from elfctl.sampling import settings as sample_settings
@@ -139,13 +139,7 @@ def check_out(out: Optional[str | Path]) -> None:
     path = Path(out)
     if not _out_is_dir(out) and path.exists() and not path.is_file():
         raise ConfigError(f"--out: {path} exists and is not a regular file")
-    folder = path if _out_is_dir(out) else path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise ConfigError(f"--out: {folder} is a file, so {path} cannot be created under it")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out: cannot write in {folder} (permission denied)")
+    check_can_create_in(path if _out_is_dir(out) else path.parent, path, "--out")
 
 
 def _pick_device(spec: str) -> torch.device:

@@ -54,8 +54,8 @@ def resolve(setting, grad_accum: int, batch_size: int, world_size: int, *, devic
         for m in divisors_desc(per_rank):
             if fits(m):
                 return MicroBatch(m, per_rank // m, "auto: the largest that fit a probe")
-        raise ConfigError(f"train.micro_batch_size: auto found no micro-batch that fits this GPU (1 example of "
-                          f"data.max_length tokens did not); lower data.max_length or use a smaller model.preset")
+        raise ConfigError("train.micro_batch_size: auto found no micro-batch that fits this GPU (1 example of "
+                          "data.max_length tokens did not); lower data.max_length or use a smaller model.preset")
     m = int(setting)
     if per_rank % m:
         ok = ", ".join(str(d) for d in reversed(divisors_desc(per_rank)))

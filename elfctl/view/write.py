@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from elfctl.atomic import atomic_write_text
+from elfctl.atomic import atomic_write_text, check_can_create_in
 from elfctl.errors import ConfigError
 
 
@@ -23,13 +22,7 @@ def check_target(path: Path, flag: str) -> None:
     """``path`` can be written: not a directory, and its nearest existing folder is a writable directory."""
     if path.is_dir():
         raise ConfigError(f"{flag}: {path} is a directory; give a file name (e.g. {path / 'view.html'})")
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise ConfigError(f"{flag}: {folder} is a file, so {path} cannot be created under it")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"{flag}: cannot write in {folder} (permission denied)")
+    check_can_create_in(path.parent, path, flag)
 
 
 def default_page_path(paths: Sequence[Path]) -> Path:
