@@ -96,6 +96,16 @@ def test_the_checkout_finder_is_inert_where_the_package_holds_the_folders(tmp_pa
                                                  "elfctl.shipped_recipes": repo / "recipes"}
 
 
+def test_every_package_of_the_source_tree_is_listed_for_the_wheel():
+    # pyproject.toml lists its packages by hand (two of them are mapped folders): a new sub-package left out of the
+    # list works in an editable install and is missing from every wheel (it happened: elfctl.families)
+    tomllib = pytest.importorskip("tomllib")
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "elfctl").rglob("__init__.py")}
+    assert found - listed == set(), f"packages missing from pyproject.toml: {sorted(found - listed)}"
+    assert {"elfctl.kernels", "elfctl.shipped_recipes"} <= listed
+
+
 @pytest.mark.parametrize("dist", ["transformers", "datasets", "torch", "typer"])
 def test_declared_lower_bounds_hold_for_what_is_installed(dist):
     # the bounds in pyproject.toml are the oldest releases CI has run the suite on (README: tested versions)
