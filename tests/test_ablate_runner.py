@@ -178,3 +178,16 @@ def test_results_json_is_written_beside_the_plots_with_distill_variants_and_when
     with pytest.raises(RuntimeError, match="backend failed"):
         run_ablation(load_spec(str(spec_path)), "quick", out, log=lambda s: None, reuse_roots=[])
     assert json.loads((root / "results.json").read_text())["rows"] == res["rows"]
+
+
+def test_a_run_that_differs_only_in_how_it_ran_trains_the_same_model():
+    # the trainer's RUNTIME_KEYS (what a resume may change) never make an ablation retrain a finished model
+    from elfctl.ablate.reuse import training_differences
+    from elfctl.config import load_config as load
+
+    base = load(None, []).to_dict()
+    ran_elsewhere = load(None, ["train.micro_batch_size=8", "train.dist_timeout_min=30",
+                                "train.fsdp=true", "model.gradient_checkpointing=true"]).to_dict()
+    assert training_differences(base, ran_elsewhere) == []
+    assert training_differences(base, load(None, ["optim.lr=0.5"]).to_dict()) == ["optim.lr"]
+    assert training_differences(base, load(None, ["train.grad_accum=2"]).to_dict()) == []

@@ -1,7 +1,8 @@
 """Finding a finished training run that an ablation variant can use instead of training the same model again.
 
 A run matches when its newest checkpoint was trained with the same resolved config as the variant's, compared
-key by key except where the two may differ without changing the trained model: where and how often it logs,
+key by key except where the two may differ without changing the trained model: where and how it runs (the
+trainer's own ``RUNTIME_KEYS``: device, parallelism, micro-batch, compile), where and how often it logs,
 checkpoints and caches (``IGNORED``), and the ``sample`` / ``eval`` sections. It is finished when that checkpoint's
 step has reached ``train.steps``. (Configs that give the length as ``train.epochs`` are resolved only by the
 trainer, so such runs are not reused.)
@@ -18,6 +19,7 @@ import yaml
 from elfctl.config import Config, load_resolved
 from elfctl.errors import ConfigError
 from elfctl.train import checkpoint as ckpt
+from elfctl.train.run_dir import RUNTIME_KEYS
 
 IGNORED = frozenset({
     "name", "description", "paper", "sample", "eval",
@@ -25,7 +27,7 @@ IGNORED = frozenset({
     "train.loggers", "train.wandb_project", "train.compile",
     "data.num_workers", "data.prefetch_factor", "data.tokenize_workers", "data.data_dir", "data.latent_cache",
     "data.shard_size", "data.max_latent_cache_gb",
-})
+}) | frozenset(RUNTIME_KEYS)  # what a resume may change may differ here too
 
 
 @dataclass(frozen=True)

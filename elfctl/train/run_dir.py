@@ -31,10 +31,10 @@ CONFIG_NAME = "config.yaml"
 # Keys that say where, on what or how fast a run executes, not what it trains (global batch, data, model and
 # optimisation stay): they may differ on resume, e.g. a run started with FSDP on 2 GPUs resumed on one GPU with
 # train.grad_accum=2.
-RUNTIME_KEYS = ("train.run_dir", "train.device", "train.fsdp", "train.grad_accum", "train.micro_batch_size", "train.dist_timeout_min",
-                "train.compile",
-                "model.gradient_checkpointing", "data.num_workers", "data.data_dir", "data.prefetch_factor",
-                "data.tokenize_workers", "train.loggers", "train.wandb_project")
+RUNTIME_KEYS = ("train.run_dir", "train.device", "train.fsdp", "train.grad_accum", "train.micro_batch_size",
+                "train.dist_timeout_min", "train.compile", "model.gradient_checkpointing", "data.num_workers",
+                "data.data_dir", "data.prefetch_factor", "data.tokenize_workers", "train.loggers",
+                "train.wandb_project")
 # Keys that only say how long the run trains: changing them extends (or shortens) the same run.
 LENGTH_KEYS = ("train.steps", "train.epochs")
 LENGTH_CHANGES_NAME = "length_changes.jsonl"
