@@ -21,6 +21,7 @@ def model_costs(run_dir: Path) -> dict:
 
     from elfctl.config import load_resolved
     from elfctl.family import load_family
+    from elfctl.model import count_parameters
     from elfctl.train import checkpoint as ckpt
 
     latest = ckpt.latest_checkpoint(Path(run_dir))
@@ -31,7 +32,7 @@ def model_costs(run_dir: Path) -> dict:
     with torch.device("meta"):
         net = family.build_network(cfg, latent_dim=meta.get("latent_dim"), vocab_size=meta["vocab_size"])
     flops = family.train_flops(net, cfg) if callable(getattr(family, "train_flops", None)) else None
-    out = {"family": cfg.model.family, "params": sum(p.numel() for p in net.parameters()),
+    out = {"family": cfg.model.family, "params": count_parameters(net),
            "train_flops_per_step": flops}
     _MODEL_COSTS[key] = out
     return out

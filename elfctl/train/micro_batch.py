@@ -171,7 +171,7 @@ def step_memory(cfg, latent_dim: int, vocab: int, *, measure_length: int = 128) 
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    from elfctl.model import build_model, resolve_shape
+    from elfctl.model import build_model, count_parameters, resolve_shape
     from elfctl.objective import ElfObjective
 
     L = min(measure_length, cfg.data.max_length)
@@ -198,7 +198,7 @@ def step_memory(cfg, latent_dim: int, vocab: int, *, measure_length: int = 128) 
     per_block = got[2, False] - got[1, False]
     per_example = got[1, False] + (depth - 1) * per_block
     with torch.device("meta"):  # shapes only
-        params = sum(p.numel() for p in build_model(cfg.model, latent_dim, vocab).parameters())
+        params = count_parameters(build_model(cfg.model, latent_dim, vocab))
     # weights + gradients + EMA (4 bytes each) + at most two fp32 moments, + autocast's bf16 weight copies
     return StepMemory(static=22 * params, per_example=int(per_example * scale),
                       per_decode_row=int((got[1, True] - got[1, False]) * scale),
