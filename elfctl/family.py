@@ -66,10 +66,6 @@ def unregister_family(name: str) -> None:
     _LOADED.pop(name, None)
 
 
-def family_names() -> tuple[str, ...]:
-    return tuple(_FAMILIES)
-
-
 def family_entry(name: str) -> FamilyEntry:
     """The entry of ``name``; an unknown name is one line listing the valid ones."""
     if name not in _FAMILIES:
