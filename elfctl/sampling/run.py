@@ -197,6 +197,10 @@ def _build_sampler(loaded, sample: SampleConfig, device: torch.device):
     from elfctl.sampling.precision import apply_precision
 
     apply_precision(device, sample.bf16)  # the one policy (elfctl.precision), as training applies it
+    if device.type == "cpu":  # every step frees and re-allocates the same buffers: keep them in the heap
+        from elfctl.cpu_allocator import keep_freed_memory
+
+        keep_freed_memory()
     model = torch.compile(loaded.model) if sample.compile else loaded.model
     return load_family(loaded.cfg.model.family).sampler(loaded, sample, model)
 
