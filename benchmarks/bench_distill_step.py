@@ -35,7 +35,7 @@ def main() -> None:
     from elfctl.distill_objective import DistillObjective
     from elfctl.model import build_model
     from elfctl.objective import ElfObjective
-    from elfctl.train.optim import EMA, Optimizers, peak_lr
+    from elfctl.train.optim import EMA, Optimizers
 
     cfg = load_config(args.recipe, args.overrides)
     dev = torch.device(args.device)
@@ -53,7 +53,7 @@ def main() -> None:
     def time_steps(objective) -> float:
         torch.manual_seed(0)
         model = build_model(cfg.model, C, V).to(dev).train()
-        opt = Optimizers(cfg.optim, [model], lr=peak_lr(cfg.optim, cfg.train.batch_size), total_steps=100)
+        opt = Optimizers(cfg.optim, [model], lr=cfg.optim.peak_lr(cfg.train.batch_size), total_steps=100)
         ema = EMA(model, cfg.optim.ema_decay)
         params = list(model.parameters())
         times = []

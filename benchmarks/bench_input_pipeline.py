@@ -42,7 +42,7 @@ def tokenize_rate(corpus: Path, tokenizer: str, procs: int, max_length: int) -> 
 
 def loader_rate(ds, batch: int, workers: int, batches: int) -> float:
     from elfctl.data.loader import training_loader
-    from elfctl.train.order import BatchOrder
+    from elfctl.data.order import BatchOrder
 
     order = BatchOrder(len(ds), batch, 1, seed=0)
     it = iter(training_loader(ds, order, start=0, stop=batches + 3, rank=0, grad_accum=1, num_workers=workers))

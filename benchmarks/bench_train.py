@@ -34,7 +34,7 @@ from elfctl.model import build_model, count_parameters
 from elfctl.objective import ElfObjective
 from elfctl import precision
 from elfctl.train.compiled import compile_blocks
-from elfctl.train.distributed import pick_device
+from elfctl.rundir.device import pick_device
 from elfctl.train.flops import naive_step_flops, step_flops
 from elfctl.train.optim import EMA, Optimizers
 

@@ -31,7 +31,7 @@ def main() -> None:
     from elfctl.config import load_config
     from elfctl.model import build_model
     from elfctl.objective import ElfObjective
-    from elfctl.train.optim import EMA, Optimizers, peak_lr
+    from elfctl.train.optim import EMA, Optimizers
     from elfctl.train.trainer import DataSource
 
     if not args.no_malloc_tuning:
@@ -46,7 +46,7 @@ def main() -> None:
     data = DataSource(cfg, Path(tempfile.mkdtemp()), dev, log=lambda s: None)
     torch.manual_seed(0)
     model = build_model(cfg.model, data.encoder.latent_dim, data.encoder.vocab_size)
-    opt = Optimizers(cfg.optim, [model], lr=peak_lr(cfg.optim, cfg.train.batch_size), total_steps=cfg.train.steps)
+    opt = Optimizers(cfg.optim, [model], lr=cfg.optim.peak_lr(cfg.train.batch_size), total_steps=cfg.train.steps)
     ema = EMA(model, cfg.optim.ema_decay)
     objective = ElfObjective.from_config(cfg)
     B, n = cfg.train.batch_size, len(data.dataset)

@@ -174,6 +174,10 @@ class OptimConfig:
     grad_clip: float = _f(1.0, "Gradient-norm clip (0 disables).", lo=0.0)
     ema_decay: float = _f(0.9999, "EMA decay of the weights.", lo=0.0, hi=1.0)
 
+    def peak_lr(self, global_batch: int) -> float:
+        """lr = blr × global_batch / 256, unless an absolute lr is given."""
+        return self.lr if self.lr is not None else self.blr * global_batch / 256
+
 
 @dataclass
 class TrainConfig:

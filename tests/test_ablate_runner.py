@@ -96,7 +96,7 @@ def test_the_pipeline_is_named_steps():
 
 def test_a_run_saved_without_a_key_of_today_is_not_a_match(tmp_path, tiny_recipe):
     from elfctl.ablate.reuse import finished_run
-    from elfctl.train import checkpoint as ckpt
+    from elfctl.rundir import checkpoint as ckpt
 
     recipe = tiny_recipe()
     cfg = load_config(recipe)

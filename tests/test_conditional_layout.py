@@ -122,7 +122,7 @@ def test_a_latent_cache_of_the_other_layout_is_refused(tiny_encoder_dir):
 def test_a_run_trained_with_the_other_layout_keeps_it_and_refuses_to_resume(tiny_encoder_dir, tmp_path):
     import yaml
 
-    from elfctl.train.run_dir import check_same_config
+    from elfctl.rundir.directory import check_same_config
 
     cfg, _ = _setup(tiny_encoder_dir)
     old = cfg.to_dict()

@@ -15,7 +15,7 @@ from elfctl.data.loader import training_loader
 from elfctl.data.text_sources import read_jsonl, read_plain
 from elfctl.data.tokenize import load_tokenizer
 from elfctl.errors import ConfigError
-from elfctl.train.order import BatchOrder
+from elfctl.data.order import BatchOrder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic import SyntheticData  # noqa: E402
@@ -230,7 +230,7 @@ def test_resume_mid_epoch_with_workers_reproduces_the_run_without_workers(tmp_pa
 
     import shutil
 
-    from elfctl.train import checkpoint as ckpt
+    from elfctl.rundir import checkpoint as ckpt
 
     train(tmp_path / "ref", 9, 0)  # 48 examples: 6 steps per epoch
     train(tmp_path / "w", 9, 2)

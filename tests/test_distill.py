@@ -25,7 +25,7 @@ from elfctl.distill_objective import DistillObjective, student_x_target, sub_ste
 from elfctl.errors import ConfigError  # noqa: E402
 from elfctl.flow import FlowPath  # noqa: E402
 from elfctl.model import ELF  # noqa: E402
-from elfctl.train import checkpoint as ckpt  # noqa: E402
+from elfctl.rundir import checkpoint as ckpt  # noqa: E402
 from elfctl.train.distill import plan_rounds, round_config, round_lengths, run_distillation  # noqa: E402
 from elfctl.train.trainer import Trainer  # noqa: E402
 

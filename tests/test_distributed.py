@@ -8,7 +8,8 @@ import torch.distributed as dist
 
 from elfctl.errors import ConfigError
 from elfctl.train import distributed
-from elfctl.train.distributed import init_distributed, pick_device
+from elfctl.train.distributed import init_distributed
+from elfctl.rundir.device import pick_device
 
 
 @pytest.fixture

@@ -79,7 +79,7 @@ def test_sample_errors(tiny_recipe, tmp_path, capsys):
     from safetensors.torch import save_file
     import torch
 
-    from elfctl.train import checkpoint as ckpt
+    from elfctl.rundir import checkpoint as ckpt
 
     def written():
         return sorted(str(p) for p in tmp_path.rglob("*.jsonl") if "samples" in p.parts)

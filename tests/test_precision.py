@@ -43,7 +43,7 @@ def test_the_one_setter_leaves_every_reader_consistent(restore_matmul_precision)
 @pytest.mark.slow
 def test_training_and_sampling_record_the_policy(tiny_recipe, tmp_path, restore_matmul_precision):
     from elfctl.cli import main
-    from elfctl.train.checkpoint import latest_checkpoint, read_meta
+    from elfctl.rundir.checkpoint import latest_checkpoint, read_meta
 
     torch.set_float32_matmul_precision("high")  # whatever an earlier command left: training applies its own
     assert main(["train", tiny_recipe()]) == 0

@@ -15,7 +15,7 @@ import torch
 
 from elfctl.config import load_config
 from elfctl.errors import ConfigError, ElfRuntimeError
-from elfctl.train import checkpoint as ckpt
+from elfctl.rundir import checkpoint as ckpt
 from elfctl.train.stop import TrainingStopped
 from elfctl.train.trainer import Trainer
 
@@ -119,7 +119,7 @@ def test_every_checkpoint_corrupt_is_one_line(tmp_path):
         Trainer(_cfg(run, "train.steps=4"), data_source=SyntheticData, **QUIET).run()
 
 
-HOLDER = ("import sys; from elfctl.train.run_lock import RunLock; lock = RunLock(sys.argv[1], command='train')"
+HOLDER = ("import sys; from elfctl.rundir.lock import RunLock; lock = RunLock(sys.argv[1], command='train')"
           ".acquire(); print('locked', flush=True); sys.stdin.read()")
 
 
@@ -250,7 +250,7 @@ def test_a_failed_first_train_leaves_no_run_directory_behind(tmp_path):
 
 
 def test_how_a_run_executes_may_change_on_resume_what_it_trains_may_not():
-    from elfctl.train.run_dir import config_differences
+    from elfctl.rundir.directory import config_differences
 
     base = load_config(None, ["train.grad_accum=1"]).to_dict()
     moved = load_config(None, ["train.grad_accum=2", "train.fsdp=true", "train.device=cpu", "data.num_workers=2",
@@ -267,7 +267,7 @@ def test_checkpoint_tensors_come_back_in_one_order_in_every_process(tmp_path):
     state = {f"w{i}": torch.full((i + 1,), float(i)) for i in range(12)}
     path = ckpt.save_checkpoint(tmp_path, 1, model_state=state, ema_state=state, train_state={}, meta={},
                                 config_yaml="{}")
-    code = ("import sys; from elfctl.train import checkpoint as c; "
+    code = ("import sys; from elfctl.rundir import checkpoint as c; "
             "print(','.join(c.load_tensors(sys.argv[1], 'model')))")
     orders = {subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
                              check=True).stdout.strip() for _ in range(3)}

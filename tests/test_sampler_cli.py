@@ -9,7 +9,7 @@ import torch
 from elfctl.cli import main
 from elfctl.config import load_config
 from elfctl.model import build_model
-from elfctl.train.checkpoint import save_checkpoint
+from elfctl.rundir.checkpoint import save_checkpoint
 
 
 def _lines(path):

@@ -13,9 +13,9 @@ import torch
 
 from elfctl.config import load_config
 from elfctl.errors import ConfigError, ElfRuntimeError
-from elfctl.train import checkpoint as ckpt
+from elfctl.rundir import checkpoint as ckpt
 from elfctl.train.optim import lr_factor
-from elfctl.train.order import BatchOrder
+from elfctl.data.order import BatchOrder
 from elfctl.train.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -14,7 +14,7 @@ import torch
 
 from elfctl import cli
 from elfctl.sampling.loading import load_for_sampling
-from elfctl.train import checkpoint as ckpt
+from elfctl.rundir import checkpoint as ckpt
 
 WORKER = str(Path(__file__).resolve().parent / "train_worker.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

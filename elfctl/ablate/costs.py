@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
+from elfctl.rundir.names import CONFIG_NAME
+
 _MODEL_COSTS: dict[str, dict] = {}
 
 
@@ -22,12 +24,12 @@ def model_costs(run_dir: Path) -> dict:
     from elfctl.config import load_resolved
     from elfctl.family import load_family
     from elfctl.model import count_parameters
-    from elfctl.train import checkpoint as ckpt
+    from elfctl.rundir import checkpoint as ckpt
 
     latest = ckpt.latest_checkpoint(Path(run_dir))
     if latest is None:
         return {}
-    cfg, meta = load_resolved(latest / "config.yaml"), ckpt.read_meta(latest)
+    cfg, meta = load_resolved(latest / CONFIG_NAME), ckpt.read_meta(latest)
     family = load_family(cfg.model.family)
     with torch.device("meta"):
         net = family.build_network(cfg, latent_dim=meta.get("latent_dim"), vocab_size=meta["vocab_size"])

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from elfctl.config import apply_overrides, config_from_dict, load_config, load_resolved
 from elfctl.errors import ConfigError
+from elfctl.rundir.names import CONFIG_NAME
 
 
 def distill_step(job, v) -> None:
@@ -21,7 +22,7 @@ def distill_step(job, v) -> None:
     if not v.variant.distill:
         return
     from elfctl.sampling.student import step_settings
-    from elfctl.train import checkpoint as ckpt
+    from elfctl.rundir import checkpoint as ckpt
     from elfctl.train.distill import plan_rounds, run_distillation
 
     recipe = job.spec.scales[job.scale].get("distill")
@@ -39,7 +40,7 @@ def distill_step(job, v) -> None:
     run_distillation(cfg, log=job.log)
     latest = ckpt.latest_checkpoint(final)
     v.run_dir, v.step, v.reused = final, int(ckpt.read_meta(latest)["step"]), None
-    v.trained_cfg = load_resolved(latest / "config.yaml")
+    v.trained_cfg = load_resolved(latest / CONFIG_NAME)
     # The student samples with the distillation recipe's settings for this step count, then the variant's own.
     data = v.trained_cfg.to_dict()
     n = v.cfg.sample.steps

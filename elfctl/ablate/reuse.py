@@ -18,8 +18,9 @@ import yaml
 
 from elfctl.config import Config, load_resolved
 from elfctl.errors import ConfigError
-from elfctl.train import checkpoint as ckpt
-from elfctl.train.run_dir import RUNTIME_KEYS
+from elfctl.rundir import checkpoint as ckpt
+from elfctl.rundir.directory import RUNTIME_KEYS
+from elfctl.rundir.names import CONFIG_NAME
 
 IGNORED = frozenset({
     "name", "description", "paper", "sample", "eval",
@@ -58,13 +59,13 @@ def finished_run(run_dir: Path, cfg: Config) -> Optional[FinishedRun]:
     if cfg.train.steps is None:
         return None
     latest = ckpt.latest_checkpoint(run_dir)
-    if latest is None or not (latest / "config.yaml").is_file():
+    if latest is None or not (latest / CONFIG_NAME).is_file():
         return None
     try:
-        saved = load_resolved(latest / "config.yaml")
+        saved = load_resolved(latest / CONFIG_NAME)
         # compared as written, not as re-read: a key the run's elfctl did not have yet (filled in with today's
         # default by load_resolved) may not describe what that run did
-        raw = yaml.safe_load((latest / "config.yaml").read_text(encoding="utf-8"))
+        raw = yaml.safe_load((latest / CONFIG_NAME).read_text(encoding="utf-8"))
         step = int(ckpt.read_meta(latest)["step"])
     except (ConfigError, OSError, KeyError, ValueError, yaml.YAMLError):
         return None  # a run of another elfctl version, or a torn file: not a match

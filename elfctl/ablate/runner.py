@@ -27,6 +27,7 @@ from elfctl.ablate.spec import AblationSpec, Variant, sample_settings
 from elfctl.atomic import atomic_write_json
 from elfctl.config import Config, load_config
 from elfctl.errors import ConfigError, ElfError, ElfRuntimeError
+from elfctl.rundir.names import CONFIG_NAME
 from elfctl.train.loggers import read_metrics
 
 Log = Callable[[str], None]
@@ -78,7 +79,7 @@ def run_key(variant: Variant) -> str:
 def train_step(job: Job, v: VariantState) -> None:
     """Use a finished run of the same model if there is one; else train (or resume) the variant's own run."""
     from elfctl.ablate.reuse import find_finished_run
-    from elfctl.train import checkpoint as ckpt
+    from elfctl.rundir import checkpoint as ckpt
 
     own = job.root / "runs" / run_key(v.variant)
     match = find_finished_run(v.train_cfg, own, job.reuse_roots)
@@ -101,7 +102,7 @@ def train_step(job: Job, v: VariantState) -> None:
     if latest is not None:
         from elfctl.config import load_resolved
 
-        v.trained_cfg = load_resolved(latest / "config.yaml")
+        v.trained_cfg = load_resolved(latest / CONFIG_NAME)
 
 
 def _sample_settings(job: Job, v: VariantState) -> dict:

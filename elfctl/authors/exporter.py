@@ -24,6 +24,7 @@ from elfctl.atomic import atomic_open
 from elfctl.authors.carried import CARRIED_KEY, carried_entry
 from elfctl.authors.keys import to_authors
 from elfctl.errors import ConfigError
+from elfctl.rundir.names import CONFIG_NAME
 
 
 def _opt_state(params: dict[str, torch.Tensor], lr: float) -> dict:
@@ -43,13 +44,12 @@ def export_authors(ref: Path, out: Optional[Path] = None, *, runs_root: Path = P
     from elfctl.authors.architecture import infer_architecture
     from elfctl.authors.importer import read_provenance
     from elfctl.config import load_resolved
-    from elfctl.train import checkpoint as ckpt
-    from elfctl.train.optim import peak_lr
+    from elfctl.rundir import checkpoint as ckpt
 
     path = ckpt.resolve_checkpoint(ref, runs_root=runs_root)
     if path.is_file():
         raise ConfigError(f"{ref}: export needs an elfctl run or checkpoint directory")
-    cfg = load_resolved(path / "config.yaml")
+    cfg = load_resolved(path / CONFIG_NAME)
     if cfg.model.prediction != "x":
         raise ConfigError(f"{path}: model.prediction is '{cfg.model.prediction}'; the authors' code only has "
                           f"x-prediction, so their sampler would misread this network")
@@ -67,7 +67,7 @@ def export_authors(ref: Path, out: Optional[Path] = None, *, runs_root: Path = P
     provenance = read_provenance(run_dir) or {}
     epoch = provenance.get("epoch") if provenance.get("step") == step else None
     payload = {"params": params, "ema_params1": ema,
-               "opt_state": _opt_state(params, peak_lr(cfg.optim, cfg.train.batch_size)),
+               "opt_state": _opt_state(params, cfg.optim.peak_lr(cfg.train.batch_size)),
                "lr_scheduler": None, "step": step, "epoch": int(epoch or 0), "dropout_rng": None,
                "grad_accum_buffers": {}}
     payload[CARRIED_KEY] = carried_entry(cfg)  # what `elfctl import` needs; their loader ignores it

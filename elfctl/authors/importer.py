@@ -33,6 +33,7 @@ from elfctl.authors.reading import read_checkpoint, sha256_file
 from elfctl.authors.recipe import build_config, match_recipe
 from elfctl.authors.source import ResolvedSource, looks_like_hub_id, resolve_source, split_hub_id
 from elfctl.errors import ConfigError
+from elfctl.rundir.names import CONFIG_NAME
 
 PROVENANCE = "provenance.json"
 
@@ -85,15 +86,15 @@ def _encoder_note(cfg, run_dir: Path, source: str, note: Callable[[str], None]) 
 def _trained_further(run_dir: Path, step_dir: Path, cfg) -> bool:
     """Importing the same file again may change the run's settings only while the run is nothing but that import
     (False). Once trained from it (True), the run's saved config never changes, as for every run
-    (elfctl/train/run_dir.py): a different config is refused, the same one changes nothing."""
+    (elfctl/rundir/directory.py): a different config is refused, the same one changes nothing."""
     from elfctl.config import load_resolved
-    from elfctl.train import checkpoint as ckpt
-    from elfctl.train.run_dir import config_differences
+    from elfctl.rundir import checkpoint as ckpt
+    from elfctl.rundir.directory import config_differences
 
     trained = [p for p in ckpt.list_checkpoints(run_dir) if p.resolve() != step_dir.resolve()]
-    if not trained or not (run_dir / "config.yaml").is_file():
+    if not trained or not (run_dir / CONFIG_NAME).is_file():
         return False
-    diffs = config_differences(load_resolved(run_dir / "config.yaml").to_dict(), cfg.to_dict())
+    diffs = config_differences(load_resolved(run_dir / CONFIG_NAME).to_dict(), cfg.to_dict())
     if diffs:
         raise ConfigError(f"--out: {run_dir} was trained on from this import (to {trained[-1].name}) under its saved "
                           f"config, which never changes ({len(diffs)} difference{'s' if len(diffs) > 1 else ''}: "
@@ -134,7 +135,7 @@ def import_checkpoint(source: str, out: Optional[Path] = None, *, recipe: Option
             raise ConfigError(f"--out: {run_dir} already exists and holds something else; choose another --out or "
                               f"remove it")
         if not _trained_further(run_dir, step_dir, cfg):
-            for path in (run_dir / "config.yaml", step_dir / "config.yaml"):  # same weights: refresh the settings
+            for path in (run_dir / CONFIG_NAME, step_dir / CONFIG_NAME):  # same weights: refresh the settings
                 atomic_write_text(path, cfg.to_yaml())
         _encoder_note(cfg, run_dir, source, note)
         return ImportResult(run_dir, step_dir, recipe_name, arch, ckpt.step, digest, reused=True)
@@ -151,7 +152,7 @@ def import_checkpoint(source: str, out: Optional[Path] = None, *, recipe: Option
             "prediction": "x", "imported_from": {k: provenance[k] for k in ("source", "sha256", "step", "epoch")},
             "elfctl_version": __version__}
 
-    from elfctl.train.checkpoint import save_checkpoint
+    from elfctl.rundir.checkpoint import save_checkpoint
 
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = run_dir.parent / f".{run_dir.name}.import-{os.getpid()}"
@@ -159,7 +160,7 @@ def import_checkpoint(source: str, out: Optional[Path] = None, *, recipe: Option
     try:
         save_checkpoint(tmp, ckpt.step, model_state=raw, ema_state=ema,
                         train_state={"optimizers": None, "step": ckpt.step}, meta=meta, config_yaml=cfg.to_yaml())
-        atomic_write_text(tmp / "config.yaml", cfg.to_yaml())
+        atomic_write_text(tmp / CONFIG_NAME, cfg.to_yaml())
         atomic_write_json(tmp / PROVENANCE, provenance)
         if run_dir.exists():
             run_dir.rmdir()  # empty (checked above)

@@ -35,7 +35,7 @@ def encode(
     from elfctl.data.encoders import build_encoder, measure_latent_stats
     from elfctl.data.tokenize import load_tokenizer
     from elfctl.errors import ConfigError
-    from elfctl.train.distributed import pick_device
+    from elfctl.rundir.device import pick_device
 
     if batch_size < 1 or stats_examples < 1:
         raise ConfigError("--batch-size and --stats-examples must be at least 1")

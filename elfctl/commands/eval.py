@@ -10,6 +10,7 @@ from typing import List, Optional
 import typer
 
 from elfctl.eval.judge import OFFLINE_JUDGE
+from elfctl.rundir.names import CONFIG_NAME
 
 
 def _fmt(v, like: Optional[float] = None) -> str:
@@ -164,12 +165,12 @@ def _metric_tag(metric: str, metrics: list[str]) -> str:
 def _run_config(run_dir: Optional[str]):
     from elfctl.errors import ConfigError
 
-    if not run_dir or not (Path(run_dir) / "config.yaml").is_file():
+    if not run_dir or not (Path(run_dir) / CONFIG_NAME).is_file():
         return None
     try:
         from elfctl.config import load_resolved
 
-        return load_resolved(Path(run_dir) / "config.yaml")
+        return load_resolved(Path(run_dir) / CONFIG_NAME)
     except ConfigError as e:
         typer.echo(f"note: ignoring the run's config ({e})", err=True)
         return None
@@ -240,7 +241,7 @@ def evaluate(
             raise ConfigError(f"{flag}: {'is a directory, not a file' if path.is_dir() else 'file not found'}: "
                               f"{path}")
     if device is not None and ("genppl" in metrics):
-        from elfctl.train.distributed import pick_device
+        from elfctl.rundir.device import pick_device
 
         pick_device(device, what="--device")  # a bad or absent device fails before anything loads
     paths = [*(samples or []), *(files or [])] or [newest_samples(runs_dir)]

@@ -1,7 +1,7 @@
 """The training input pipeline: a torch DataLoader over the map-style training set, in the exact step order.
 
-Batches are cut by :class:`~elfctl.train.order.ShardBatches` (the pure (step, shard) -> indices function of
-``elfctl.train.order``), read and collated by ``data.num_workers`` worker processes (0: in the training
+Batches are cut by :class:`~elfctl.data.order.ShardBatches` (the pure (step, shard) -> indices function of
+``elfctl.data.order``), read and collated by ``data.num_workers`` worker processes (0: in the training
 process), ``data.prefetch_factor`` batches ahead per worker, in pinned memory when training on CUDA. The
 workers only read and stack memory-mapped rows; every random draw of a step stays in the training process, so
 the loss sequence does not depend on the number of workers.
@@ -14,7 +14,7 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, default_collate
 
-from elfctl.train.order import BatchOrder, ShardBatches
+from elfctl.data.order import BatchOrder, ShardBatches
 
 TRAINING_KEYS = ("input_ids", "attention_mask", "cond_mask", "latents")
 

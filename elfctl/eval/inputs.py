@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Optional
 
 from elfctl.errors import ConfigError
+from elfctl.rundir.names import CONFIG_NAME
 
 FORMATS = ("jsonl", "json", "text")
 
@@ -215,7 +216,7 @@ def check_same_run(files: list[Samples]) -> None:
 
 
 def _run_time(run: Path) -> float:
-    cfg = run / "config.yaml"
+    cfg = run / CONFIG_NAME
     return (cfg if cfg.is_file() else run).stat().st_mtime
 
 

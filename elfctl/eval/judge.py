@@ -106,7 +106,7 @@ def _save_converted(model: Any, tok: Any, target: Path) -> None:
 def judge_device(spec: str = "auto"):
     """The torch device a judge runs on: ``auto`` is the first CUDA device when there is one (the run's GPU),
     else the CPU; ``cpu``, ``cuda`` and ``cuda:N`` as named (a one-line ConfigError when unavailable)."""
-    from elfctl.train.distributed import pick_device
+    from elfctl.rundir.device import pick_device
 
     return pick_device(spec, what="judge device")
 

@@ -30,7 +30,7 @@ def score_likelihood(header: dict, *, device: Optional[str] = None, batch_size: 
     """The bound of the checkpoint that wrote ``header`` (the same weights: EMA or raw)."""
     from elfctl.family import load_family
     from elfctl.sampling.loading import load_for_sampling
-    from elfctl.train.distributed import pick_device
+    from elfctl.rundir.device import pick_device
 
     ref = header.get("checkpoint")
     if not ref:

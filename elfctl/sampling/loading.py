@@ -19,7 +19,8 @@ import torch
 from elfctl.config import Config, load_resolved
 from elfctl.errors import ConfigError
 from elfctl.family import load_family
-from elfctl.train import checkpoint as ckpt
+from elfctl.rundir import checkpoint as ckpt
+from elfctl.rundir.names import CONFIG_NAME
 
 
 WEIGHT_FILES = {"ema.safetensors": True, "model.safetensors": False}  # file -> is it the EMA
@@ -99,7 +100,7 @@ def load_for_sampling(ref: Optional[str | Path], *, runs_root: Path = Path("runs
         ref, ema = _named_weights(Path(ref), ema)
     path = ckpt.resolve_checkpoint(ref, runs_root=runs_root, trust_pickle=trust_pickle)
     if path.is_file():  # a trusted pickle: a bare state dict of an ELF network beside a run's config.yaml
-        cfg_path = path.parent / "config.yaml"
+        cfg_path = path.parent / CONFIG_NAME
         if not cfg_path.is_file():
             raise ConfigError(f"{path}: a weights file needs the run's config.yaml beside it")
         state = torch.load(path, map_location="cpu", weights_only=False)
@@ -114,7 +115,7 @@ def load_for_sampling(ref: Optional[str | Path], *, runs_root: Path = Path("runs
         latent_dim = state["flow_head.weight"].shape[0]
         vocab = state["unembed.weight"].shape[0]
     else:
-        cfg = load_resolved(path / "config.yaml")
+        cfg = load_resolved(path / CONFIG_NAME)
         meta = ckpt.read_meta(path)
         ema = cfg.sample.ema if ema is None else ema
         if not (path / f"{'ema' if ema else 'model'}.safetensors").is_file():

@@ -143,7 +143,7 @@ def check_out(out: Optional[str | Path]) -> None:
 
 
 def _pick_device(spec: str) -> torch.device:
-    from elfctl.train.distributed import pick_device
+    from elfctl.rundir.device import pick_device
 
     return pick_device(spec, what="--device")
 

@@ -28,7 +28,7 @@ from elfctl.atomic import atomic_write_json
 from elfctl.config import Config, config_from_dict
 from elfctl.errors import ConfigError
 from elfctl.sampling.student import ROUND_META  # a round's marker: sampling reads it too
-from elfctl.train import checkpoint as ckpt
+from elfctl.rundir import checkpoint as ckpt
 from elfctl.train.compiled import compile_blocks, is_compiled
 from elfctl.train.distributed import init_distributed
 from elfctl.train.loggers import read_metrics
@@ -219,7 +219,7 @@ def run_distillation(cfg: Config, *, only_round: Optional[int] = None, new: bool
     :class:`~elfctl.train.trainer.DataSource`.
     """
     from elfctl.distill_objective import DistillObjective
-    from elfctl.train.run_dir import new_run_dir
+    from elfctl.rundir.directory import new_run_dir
     from elfctl.train.trainer import Trainer
 
     if new:

@@ -1,4 +1,4 @@
-"""torchrun integration: process group, ranks, device choice.
+"""torchrun integration: process group and ranks (the device choice itself: ``elfctl.rundir.device``).
 
 ``torchrun --nproc_per_node N -m elfctl train RECIPE`` sets RANK / WORLD_SIZE / LOCAL_RANK; we then use
 DistributedDataParallel, or FSDP2 with ``train.fsdp=true`` (``elfctl.train.fsdp``); NCCL on GPUs, gloo on
@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import datetime
 import os
-import re
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-from elfctl.errors import ConfigError
+from elfctl.rundir.device import pick_device
 
 
 @dataclass(frozen=True)
@@ -31,41 +30,6 @@ class DistInfo:
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
-
-
-def pick_device(spec: str, local_rank: int = 0, world_size: int = 1, *, what: str = "train.device") -> torch.device:
-    """The device named by ``spec`` (auto, cpu, cuda, cuda:N) for the process with ``local_rank``.
-
-    Under torchrun (``world_size`` > 1) every rank must own its own GPU: ``auto`` and ``cuda`` both mean
-    ``cuda:{local_rank}``; a fixed ``cuda:N`` would put every rank on GPU N (NCCL refuses duplicate GPUs or
-    hangs), so it is refused. ``cuda`` always gets an explicit index, so code that launches on the tensor's
-    device (the Triton kernels, DDP's ``device_ids``) never falls back to the current device.
-    """
-    spec = spec.strip().lower()
-    if spec == "cpu":
-        return torch.device("cpu")
-    if spec == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        spec = "cuda"
-    if spec != "cuda" and not re.fullmatch(r"cuda:\d+", spec):
-        raise ConfigError(f"{what}: '{spec}' is not valid; use auto, cpu, cuda or cuda:N")
-    if not torch.cuda.is_available():
-        raise ConfigError(f"{what}: '{spec}' asked for, but no CUDA device is available; use auto or cpu")
-    if spec == "cuda":
-        index = local_rank
-    elif world_size > 1:
-        raise ConfigError(f"{what}: '{spec}' would put all {world_size} torchrun ranks on one GPU; use "
-                          f"{what}=cuda (or auto): rank r then uses cuda:LOCAL_RANK (choose GPUs with "
-                          f"CUDA_VISIBLE_DEVICES)")
-    else:
-        index = int(spec.split(":")[1])
-    count = torch.cuda.device_count()
-    if index >= count:
-        who = f"LOCAL_RANK {local_rank}" if spec == "cuda" else f"'{spec}'"
-        raise ConfigError(f"{what}: {who} needs GPU {index}, but this machine shows {count} (0..{count - 1}); "
-                          f"launch at most {count} processes per node or pick an existing GPU")
-    return torch.device("cuda", index)
 
 
 DEFAULT_TIMEOUT_MIN = 120.0

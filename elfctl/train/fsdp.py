@@ -19,7 +19,7 @@ What the user sees:
   exit 2): there is nothing to shard over, and training unsharded instead would hide a launch mistake (the
   run would need N times the memory that was planned for). Set ``train.fsdp=false`` to train in one
   process.
-* Checkpoints keep the format of unsharded runs (``elfctl.train.checkpoint``): full (gathered) model, EMA
+* Checkpoints keep the format of unsharded runs (``elfctl.rundir.checkpoint``): full (gathered) model, EMA
   and encoder weights as safetensors, and the optimizer state in ``torch.optim``'s own integer-keyed layout
   with full tensors. Rank 0 writes them, atomically, as always. So ``elfctl sample`` loads an FSDP run
   unchanged, and a run can be resumed with or without FSDP, on any number of ranks.
@@ -46,7 +46,7 @@ import torch
 import torch.nn as nn
 
 from elfctl.errors import ConfigError
-from elfctl.train.checkpoint import check_state_dict
+from elfctl.rundir.checkpoint import check_state_dict
 
 
 def check_config(cfg, world_size: int) -> None:

@@ -22,11 +22,6 @@ NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # quintic Newton–Schulz (Keller J
 NS_STEPS = 5
 
 
-def peak_lr(optim_cfg, global_batch: int) -> float:
-    """lr = blr × global_batch / 256, unless an absolute lr is given."""
-    return optim_cfg.lr if optim_cfg.lr is not None else optim_cfg.blr * global_batch / 256
-
-
 def lr_factor(step: int, *, warmup: int, total: int, schedule: str, min_ratio: float) -> float:
     """Multiplier of the peak lr at optimizer step ``step`` (0-based): linear warm-up, then constant/cosine."""
     if warmup > 0 and step < warmup:

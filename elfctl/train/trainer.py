@@ -1,8 +1,8 @@
 """The training loop: setup → (resume) → steps → checkpoints, on one CPU or many GPUs.
 
 Reads a validated :class:`~elfctl.config.Config`; everything it writes goes into the run directory (see
-``elfctl.train.checkpoint``). Rank 0 logs and checkpoints; every rank computes its own shards
-(``elfctl.train.order``). Under torchrun the network is replicated with DDP, or sharded with FSDP2 when
+``elfctl.rundir.checkpoint``). Rank 0 logs and checkpoints; every rank computes its own shards
+(``elfctl.data.order``). Under torchrun the network is replicated with DDP, or sharded with FSDP2 when
 ``train.fsdp`` is true (``elfctl.train.fsdp``).
 """
 
@@ -26,16 +26,16 @@ from elfctl.config import Config, load_resolved
 from elfctl.errors import ConfigError, ElfRuntimeError
 from elfctl.family import family_entry, load_family
 from elfctl.model import count_parameters
-from elfctl.train import checkpoint as ckpt
+from elfctl.rundir import checkpoint as ckpt
 from elfctl.train import fsdp
-from elfctl.train import run_dir as rundir
+from elfctl.rundir import directory as rundir
 from elfctl.train.compiled import compile_blocks
 from elfctl.train.distributed import DistInfo, all_reduce_mean, init_distributed
 from elfctl.train.length import TrainLength, resolve_length
-from elfctl.train.optim import EMA, Optimizers, peak_lr
+from elfctl.train.optim import EMA, Optimizers
 from elfctl.data.loader import device_batches, training_loader
 from elfctl.train.loggers import Loggers, check_available, parse_loggers, read_metrics
-from elfctl.train.order import BatchOrder, shard_seed
+from elfctl.data.order import BatchOrder, shard_seed
 from elfctl.train.stop import GracefulStop
 
 
@@ -335,7 +335,7 @@ class Trainer:
         if self.sharded:  # before the optimizers and the EMA: sharding replaces the parameters
             fsdp.shard(model, device, info.world_size, data.encoder if data.trainable_encoder else None,
                        bf16=cfg.train.bf16 and device.type == "cuda")
-        lr = peak_lr(cfg.optim, cfg.train.batch_size)
+        lr = cfg.optim.peak_lr(cfg.train.batch_size)
         length = resolve_length(cfg.train, cfg.optim, len(data.dataset))  # train.epochs -> steps
         opt = Optimizers(cfg.optim, modules, lr=lr, total_steps=length.steps, warmup_steps=length.warmup_steps)
         ema = (fsdp.ShardedEMA(model, cfg.optim.ema_decay, info.is_main) if self.sharded

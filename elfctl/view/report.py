@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from elfctl.errors import ConfigError
+from elfctl.rundir.names import CONFIG_NAME
 from elfctl.view.charts import line_chart
 from elfctl.view.document import esc, page
 from elfctl.view.trajectories import panel_settings
@@ -37,7 +38,7 @@ def is_ablation(path: Path) -> bool:
 
 
 def is_run(path: Path) -> bool:
-    return any((path / name).exists() for name in ("config.yaml", "metrics.jsonl", "checkpoints"))
+    return any((path / name).exists() for name in (CONFIG_NAME, "metrics.jsonl", "checkpoints"))
 
 
 def report_html(path: Path) -> tuple[str, str]:
@@ -232,7 +233,7 @@ def run_html(run: Path) -> str:
     from elfctl.train.loggers import read_metrics
 
     parts = [f"<h1>run {esc(run.name)}</h1><p class=\"sub\">{esc(run.resolve())}</p>"]
-    cfg_file = run / "config.yaml"
+    cfg_file = run / CONFIG_NAME
     ckpts = sorted(p.name for p in (run / "checkpoints").glob("step_*") if p.is_dir()) \
         if (run / "checkpoints").is_dir() else []
     parts.append("<h2>Config</h2>")

@@ -24,10 +24,10 @@ from typing import Callable, Iterator, Optional
 from elfctl.atomic import atomic_write_text
 from elfctl.config import Config, load_resolved
 from elfctl.errors import ConfigError
-from elfctl.train import checkpoint as ckpt
-from elfctl.train.run_lock import LOCK_NAME, RunLock
+from elfctl.rundir import checkpoint as ckpt
+from elfctl.rundir.lock import LOCK_NAME, RunLock
+from elfctl.rundir.names import CONFIG_NAME
 
-CONFIG_NAME = "config.yaml"
 # Keys that say where, on what or how fast a run executes, not what it trains (global batch, data, model and
 # optimisation stay): they may differ on resume, e.g. a run started with FSDP on 2 GPUs resumed on one GPU with
 # train.grad_accum=2.

@@ -36,6 +36,7 @@ from safetensors.torch import save as save_safetensors
 
 from elfctl.atomic import atomic_write_bytes, atomic_write_json, fsync_dir
 from elfctl.errors import ConfigError, ElfRuntimeError
+from elfctl.rundir.names import CONFIG_NAME
 
 CKPT_DIR = "checkpoints"
 PREFIX = "step_"
@@ -84,7 +85,7 @@ def save_checkpoint(run_dir: Path, step: int, *, model_state: dict, ema_state: d
         buf = io.BytesIO()
         torch.save(train_state, buf)
         _write_hashed(tmp / "train_state.pt", buf.getvalue(), files)
-        _write_hashed(tmp / "config.yaml", config_yaml.encode("utf-8"), files)
+        _write_hashed(tmp / CONFIG_NAME, config_yaml.encode("utf-8"), files)
         atomic_write_json(tmp / "meta.json", {**meta, "step": step, "files": files})  # last: marks it complete
         fsync_dir(tmp)
         if final.exists():  # the same step again (resumed from an older one): set the previous copy aside
