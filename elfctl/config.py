@@ -24,10 +24,23 @@ import yaml
 from elfctl.errors import ConfigError
 
 
+# What a key changes other than the model a run trains (field metadata ``effect``; one marker, read by resume and
+# by ablation reuse through :func:`keys_with_effect`):
+#   "runtime": where, on what or how fast the run executes (device, parallelism, micro-batch, workers, loggers);
+#              a resume may change it.
+#   "record":  how often and where the run logs, checkpoints and caches; the trained model is the same, but a
+#              resume keeps the run's own value (its config.yaml never changes).
+# Keys without an effect set what is trained (or, in ``sample`` / ``eval``, what is drawn from it and how it is scored).
+EFFECTS = ("runtime", "record")
+
+
 def _f(default: Any, help: str, *, choices: tuple | None = None, lo: float | None = None,
-       hi: float | None = None, lo_open: bool = False, finite: bool = True) -> Any:
+       hi: float | None = None, lo_open: bool = False, finite: bool = True, effect: str | None = None) -> Any:
     """A dataclass field with help text and validation metadata (floats must be finite unless ``finite=False``)."""
-    meta = {"help": help, "choices": choices, "lo": lo, "hi": hi, "lo_open": lo_open, "finite": finite}
+    if effect is not None and effect not in EFFECTS:
+        raise ValueError(f"effect {effect!r} is not one of {EFFECTS}")
+    meta = {"help": help, "choices": choices, "lo": lo, "hi": hi, "lo_open": lo_open, "finite": finite,
+            "effect": effect}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -49,7 +62,8 @@ class ModelConfig:
     num_sc_cfg_tokens: int = _f(4, "Prefix tokens carrying the SC-CFG scale (0 disables SC-CFG training).", lo=0)
     num_mode_tokens: int = _f(4, "Prefix tokens switched on in decode mode.", lo=1)
     dropout: float = _f(0.0, "Dropout in the middle half of the blocks (attention output and MLP).", lo=0.0, hi=1.0)
-    gradient_checkpointing: bool = _f(False, "Recompute block activations in backward to save memory.")
+    gradient_checkpointing: bool = _f(False, "Recompute block activations in backward to save memory.",
+                                      effect="runtime")
     depth: Optional[int] = _f(None, "Override the preset's number of blocks.", lo=1)
     hidden_size: Optional[int] = _f(None, "Override the preset's hidden width.", lo=1)
     num_heads: Optional[int] = _f(None, "Override the preset's number of attention heads.", lo=1)
@@ -97,25 +111,27 @@ class DataConfig:
     packing: bool = _f(False, "Unconditional: concatenate texts and cut into full windows instead of padding.")
     max_examples: Optional[int] = _f(None, "Use at most this many training examples.", lo=1)
     data_dir: Optional[str] = _f(None, "Where built-in datasets and downloaded assets are cached "
-                                 "(default: $ELFCTL_CACHE, else $XDG_CACHE_HOME/elfctl, else ~/.cache/elfctl).")
+                                 "(default: $ELFCTL_CACHE, else $XDG_CACHE_HOME/elfctl, else ~/.cache/elfctl).",
+                                 effect="runtime")
     latent_cache: Optional[str] = _f(None, "Directory of a latent cache built by `elfctl encode` (default: "
-                                     "<run_dir>/latents when present).")
+                                     "<run_dir>/latents when present).", effect="record")
     precompute_latents: bool = _f(False, "train: encode the training set once into <run_dir>/latents before the "
                                   "first step (a frozen encoder's latents never change; skipped for a learned "
                                   "encoder or when data.latent_cache is set).")
-    shard_size: int = _f(2048, "Examples per latent-cache shard.", lo=1)
+    shard_size: int = _f(2048, "Examples per latent-cache shard.", lo=1, effect="record")
     num_workers: int = _f(0, "DataLoader worker processes that read and collate training batches (0: in the "
-                          "training process). The batch order does not depend on it.", lo=0)
-    prefetch_factor: int = _f(2, "Batches each DataLoader worker prepares ahead.", lo=1)
+                          "training process). The batch order does not depend on it.", lo=0, effect="runtime")
+    prefetch_factor: int = _f(2, "Batches each DataLoader worker prepares ahead.", lo=1, effect="runtime")
     tokenize_workers: int = _f(0, "Processes that tokenize a training set into its on-disk cache (0: one per two "
-                               "CPU cores, at most 8; 1 for small sets).", lo=0)
+                               "CPU cores, at most 8; 1 for small sets).", lo=0, effect="runtime")
     pretokenized: Optional[str] = _f(None, "Train on a set released already tokenized instead of tokenizing "
                                      "data.dataset: a hub dataset id (embedded-language-flows/openwebtext-t5) or a "
                                      "local save_to_disk folder with input_ids (and condition_input_ids); its ids "
                                      "must be encoder.tokenizer's. data.dataset still gives reference texts.")
     max_latent_cache_gb: float = _f(32.0, "data.precompute_latents builds the latent cache only when it would "
                                     "take at most this many GB (float16); a larger set is encoded per batch on "
-                                    "the training device (bf16 on CUDA). The choice is logged.", lo=0.0)
+                                    "the training device (bf16 on CUDA). The choice is logged.", lo=0.0,
+                                    effect="record")
 
 
 @dataclass
@@ -187,30 +203,31 @@ class TrainConfig:
                                  "to null with it.", lo=0.0, lo_open=True)
     batch_size: int = _f(32, "Global batch size (examples per optimizer step, all ranks together).", lo=1)
     grad_accum: int = _f(1, "Gradient-accumulation micro-steps per optimizer step (ignored when "
-                         "train.micro_batch_size is set: then it is derived).", lo=1)
+                         "train.micro_batch_size is set: then it is derived).", lo=1, effect="runtime")
     micro_batch_size: Optional[int | str] = _f(None, "Examples per micro-step on each rank; grad_accum = batch_size / "
                                                "(world size x micro_batch_size), the global batch unchanged. auto: "
                                                "the whole per-rank batch on the CPU, on CUDA the largest that fits "
-                                               "a short probe. Unset: train.grad_accum as given.")
-    save_every: int = _f(500, "Checkpoint every N steps (and at the end).", lo=1)
-    keep_last: int = _f(3, "Keep the last N checkpoints.", lo=1)
-    log_every: int = _f(10, "Log metrics every N steps.", lo=1)
+                                               "a short probe. Unset: train.grad_accum as given.", effect="runtime")
+    save_every: int = _f(500, "Checkpoint every N steps (and at the end).", lo=1, effect="record")
+    keep_last: int = _f(3, "Keep the last N checkpoints.", lo=1, effect="record")
+    log_every: int = _f(10, "Log metrics every N steps.", lo=1, effect="record")
     seed: int = _f(0, "Seed of everything random in training.")
-    run_dir: Optional[str] = _f(None, "Run directory (default: runs/<recipe name>).")
+    run_dir: Optional[str] = _f(None, "Run directory (default: runs/<recipe name>).", effect="runtime")
     bf16: bool = _f(True, "bf16 autocast on CUDA (heads stay fp32). Ignored on CPU.")
     compile: bool = _f(False, "torch.compile each transformer block in place (inside DDP/FSDP, which keep their "
-                                "communication overlap; checkpoints unchanged).")
-    fsdp: bool = _f(False, "Shard the model with FSDP2 (fully_shard) under torchrun.")
+                                "communication overlap; checkpoints unchanged).", effect="runtime")
+    fsdp: bool = _f(False, "Shard the model with FSDP2 (fully_shard) under torchrun.", effect="runtime")
     dist_timeout_min: float = _f(120.0, "Under torchrun: minutes a collective may wait before the run fails. Rank 0 "
                                  "prepares the data (download, tokenization, latent cache) while the other ranks "
-                                 "wait at a barrier; raise it for a very large set.", lo=0.0, lo_open=True)
+                                 "wait at a barrier; raise it for a very large set.", lo=0.0, lo_open=True,
+                                 effect="runtime")
     device: str = _f("auto", "auto, cpu, cuda or cuda:N. Under torchrun, auto and cuda mean cuda:LOCAL_RANK "
-                              "(a fixed cuda:N is refused with several ranks).")
-    sample_every: int = _f(0, "Sample and score every N steps during training (0: never).", lo=0)
+                              "(a fixed cuda:N is refused with several ranks).", effect="runtime")
+    sample_every: int = _f(0, "Sample and score every N steps during training (0: never).", lo=0, effect="record")
     loggers: str = _f("jsonl", "Where metrics go, comma-separated: jsonl (<run_dir>/metrics.jsonl, always on), "
                       "tensorboard (<run_dir>/tensorboard; pip install 'elfctl[tensorboard]'), wandb (pip install "
-                      "'elfctl[wandb]'; WANDB_MODE=offline works without a network).")
-    wandb_project: str = _f("elfctl", "wandb project name (train.loggers includes wandb).")
+                      "'elfctl[wandb]'; WANDB_MODE=offline works without a network).", effect="runtime")
+    wandb_project: str = _f("elfctl", "wandb project name (train.loggers includes wandb).", effect="runtime")
 
 
 def _draw(f: Any, family: Optional[str] = None) -> Any:
@@ -720,3 +737,31 @@ def field_help(section: str, key: str) -> str:
         if f.name == key:
             return f.metadata.get("help", "")
     raise KeyError(f"{section}.{key}")
+
+
+# --------------------------------------------------------------------------- comparing configs
+
+def keys_with_effect(*effects: str) -> frozenset[str]:
+    """``section.key`` of every field whose metadata ``effect`` is one of ``effects`` (see :data:`EFFECTS`)."""
+    unknown = set(effects) - set(EFFECTS)
+    if unknown:
+        raise ValueError(f"unknown effect(s) {sorted(unknown)}; valid: {EFFECTS}")
+    return frozenset(f"{section}.{f.name}" for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)
+                     if f.metadata.get("effect") in effects)
+
+
+def config_differences(a: dict, b: dict, *, ignore: typing.Collection[str] = (),
+                       prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """``(key path, a's value, b's value)`` wherever two config dicts differ, in key order, nested sections walked;
+    a path (``train.device``) or a whole section (``sample``) in ``ignore`` is skipped. The one config differ."""
+    out = []
+    for key in sorted(set(a) | set(b), key=str):
+        path = f"{prefix}{key}"
+        if path in ignore:
+            continue
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += config_differences(va, vb, ignore=ignore, prefix=path + ".")
+        elif va != vb:
+            out.append((path, va, vb))
+    return out

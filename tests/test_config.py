@@ -101,3 +101,32 @@ def test_a_union_field_reads_a_list_whatever_order_typing_cached_the_union_in():
     cfg = load_config(None, ["distill.rounds=[4,2,1]", "distill.round_steps=[5,6,40]"])
     assert cfg.distill.round_steps == [5, 6, 40]
     assert load_config(None, ["distill.rounds=[4,2,1]", "distill.round_steps=7"]).distill.round_steps == 7
+
+
+def test_the_schema_marks_what_leaves_the_trained_model_unchanged():
+    from elfctl.config import keys_with_effect
+
+    runtime = keys_with_effect("runtime")
+    assert runtime == {"train.run_dir", "train.device", "train.fsdp", "train.grad_accum", "train.micro_batch_size",
+                       "train.dist_timeout_min", "train.compile", "model.gradient_checkpointing",
+                       "data.num_workers", "data.data_dir", "data.prefetch_factor", "data.tokenize_workers",
+                       "train.loggers", "train.wandb_project"}
+    record = keys_with_effect("record")
+    assert {"train.save_every", "train.keep_last", "train.log_every", "data.shard_size"} <= record
+    assert not runtime & record
+    # nothing that shapes the model, its data or its optimisation is marked
+    assert not {"model.depth", "optim.lr", "train.batch_size", "train.steps", "train.seed", "data.max_length",
+                "objective.p_mean"} & (runtime | record)
+    with pytest.raises(ValueError, match="unknown effect"):
+        keys_with_effect("cosmetic")
+
+
+def test_config_differences_walks_sections_and_skips_what_it_is_told():
+    from elfctl.config import config_differences
+
+    a = {"name": "x", "model": {"depth": 2, "dropout": 0.0}, "sample": {"steps": 8}}
+    b = {"name": "y", "model": {"depth": 3, "dropout": 0.1}, "sample": {"steps": 16}, "extra": 1}
+    assert config_differences(a, b) == [("extra", None, 1), ("model.depth", 2, 3), ("model.dropout", 0.0, 0.1),
+                                        ("name", "x", "y"), ("sample.steps", 8, 16)]
+    assert config_differences(a, b, ignore={"sample", "name", "extra", "model.dropout"}) == [("model.depth", 2, 3)]
+    assert config_differences(a, a) == []

@@ -250,14 +250,14 @@ def test_a_failed_first_train_leaves_no_run_directory_behind(tmp_path):
 
 
 def test_how_a_run_executes_may_change_on_resume_what_it_trains_may_not():
-    from elfctl.rundir.directory import config_differences
+    from elfctl.rundir.directory import describe_differences
 
     base = load_config(None, ["train.grad_accum=1"]).to_dict()
     moved = load_config(None, ["train.grad_accum=2", "train.fsdp=true", "train.device=cpu", "data.num_workers=2",
                                "train.run_dir=elsewhere"]).to_dict()
-    assert config_differences(base, moved) == []  # e.g. FSDP on 2 GPUs resumed on one with grad_accum=2
+    assert describe_differences(base, moved) == []  # e.g. FSDP on 2 GPUs resumed on one with grad_accum=2
     bigger = load_config(None, ["train.batch_size=64", "sample.gamma=0.5"]).to_dict()
-    assert config_differences(base, bigger) == ["sample.gamma: run has 1.5, now 0.5",
+    assert describe_differences(base, bigger) == ["sample.gamma: run has 1.5, now 0.5",
                                                 "train.batch_size: run has 32, now 64"]
 
 

@@ -1,9 +1,9 @@
 """Finding a finished training run that an ablation variant can use instead of training the same model again.
 
 A run matches when its newest checkpoint was trained with the same resolved config as the variant's, compared
-key by key except where the two may differ without changing the trained model: where and how it runs (the
-trainer's own ``RUNTIME_KEYS``: device, parallelism, micro-batch, compile), where and how often it logs,
-checkpoints and caches (``IGNORED``), and the ``sample`` / ``eval`` sections. It is finished when that checkpoint's
+key by key except where the two may differ without changing the trained model: the keys the config schema marks
+as such (``effect`` "runtime": device, parallelism, micro-batch, compile; "record": where and how often it logs,
+checkpoints and caches), and the ``sample`` / ``eval`` sections. It is finished when that checkpoint's
 step has reached ``train.steps``. (Configs that give the length as ``train.epochs`` are resolved only by the
 trainer, so such runs are not reused.)
 """
@@ -16,19 +16,14 @@ from typing import Iterable, Optional
 
 import yaml
 
-from elfctl.config import Config, load_resolved
+from elfctl.config import Config, config_differences, keys_with_effect, load_resolved
 from elfctl.errors import ConfigError
 from elfctl.rundir import checkpoint as ckpt
-from elfctl.rundir.directory import RUNTIME_KEYS
 from elfctl.rundir.names import CONFIG_NAME
 
-IGNORED = frozenset({
-    "name", "description", "paper", "sample", "eval",
-    "train.run_dir", "train.device", "train.save_every", "train.keep_last", "train.log_every", "train.sample_every",
-    "train.loggers", "train.wandb_project", "train.compile",
-    "data.num_workers", "data.prefetch_factor", "data.tokenize_workers", "data.data_dir", "data.latent_cache",
-    "data.shard_size", "data.max_latent_cache_gb",
-}) | frozenset(RUNTIME_KEYS)  # what a resume may change may differ here too
+# Everything that leaves the trained model unchanged: the schema's runtime and record keys (elfctl.config.EFFECTS),
+# the recipe's names and the sections that only say how a model is sampled and scored.
+IGNORED = keys_with_effect("runtime", "record") | {"name", "description", "paper", "sample", "eval"}
 
 
 @dataclass(frozen=True)
@@ -39,19 +34,9 @@ class FinishedRun:
     cfg: Config          # the config its newest checkpoint was trained with
 
 
-def training_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+def training_differences(a: dict, b: dict) -> list[str]:
     """Key paths where two resolved configs would train different models."""
-    out = []
-    for key in sorted(set(a) | set(b), key=str):
-        path = f"{prefix}{key}"
-        if path in IGNORED:
-            continue
-        va, vb = a.get(key), b.get(key)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += training_differences(va, vb, path + ".")
-        elif va != vb:
-            out.append(path)
-    return out
+    return [path for path, _, _ in config_differences(a, b, ignore=IGNORED)]
 
 
 def finished_run(run_dir: Path, cfg: Config) -> Optional[FinishedRun]:

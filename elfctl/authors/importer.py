@@ -89,12 +89,12 @@ def _trained_further(run_dir: Path, step_dir: Path, cfg) -> bool:
     (elfctl/rundir/directory.py): a different config is refused, the same one changes nothing."""
     from elfctl.config import load_resolved
     from elfctl.rundir import checkpoint as ckpt
-    from elfctl.rundir.directory import config_differences
+    from elfctl.rundir.directory import describe_differences
 
     trained = [p for p in ckpt.list_checkpoints(run_dir) if p.resolve() != step_dir.resolve()]
     if not trained or not (run_dir / CONFIG_NAME).is_file():
         return False
-    diffs = config_differences(load_resolved(run_dir / CONFIG_NAME).to_dict(), cfg.to_dict())
+    diffs = describe_differences(load_resolved(run_dir / CONFIG_NAME).to_dict(), cfg.to_dict())
     if diffs:
         raise ConfigError(f"--out: {run_dir} was trained on from this import (to {trained[-1].name}) under its saved "
                           f"config, which never changes ({len(diffs)} difference{'s' if len(diffs) > 1 else ''}: "

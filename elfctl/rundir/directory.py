@@ -22,19 +22,15 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 from elfctl.atomic import atomic_write_text
-from elfctl.config import Config, load_resolved
+from elfctl.config import Config, config_differences, keys_with_effect, load_resolved
 from elfctl.errors import ConfigError
 from elfctl.rundir import checkpoint as ckpt
 from elfctl.rundir.lock import LOCK_NAME, RunLock
 from elfctl.rundir.names import CONFIG_NAME
 
-# Keys that say where, on what or how fast a run executes, not what it trains (global batch, data, model and
-# optimisation stay): they may differ on resume, e.g. a run started with FSDP on 2 GPUs resumed on one GPU with
-# train.grad_accum=2.
-RUNTIME_KEYS = ("train.run_dir", "train.device", "train.fsdp", "train.grad_accum", "train.micro_batch_size",
-                "train.dist_timeout_min", "train.compile", "model.gradient_checkpointing", "data.num_workers",
-                "data.data_dir", "data.prefetch_factor", "data.tokenize_workers", "train.loggers",
-                "train.wandb_project")
+# Keys that say where, on what or how fast a run executes, not what it trains (the schema's effect "runtime"):
+# they may differ on resume, e.g. a run started with FSDP on 2 GPUs resumed on one GPU with train.grad_accum=2.
+RUNTIME_KEYS = keys_with_effect("runtime")
 # Keys that only say how long the run trains: changing them extends (or shortens) the same run.
 LENGTH_KEYS = ("train.steps", "train.epochs")
 LENGTH_CHANGES_NAME = "length_changes.jsonl"
@@ -42,23 +38,13 @@ LENGTH_CHANGES_NAME = "length_changes.jsonl"
 FIRST_ATTEMPT_FILES = (CONFIG_NAME, "metrics.jsonl")
 
 
-def differing_keys(saved: dict, now: dict, prefix: str = "") -> list[tuple[str, object, object]]:
+def differing_keys(saved: dict, now: dict) -> list[tuple[str, object, object]]:
     """``(key path, saved value, new value)`` wherever two resolved configs differ, runtime keys left out."""
-    out = []
-    for key in sorted(set(saved) | set(now), key=str):
-        a, b = saved.get(key), now.get(key)
-        path = f"{prefix}{key}"
-        if path in RUNTIME_KEYS:
-            continue
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += differing_keys(a, b, path + ".")
-        elif a != b:
-            out.append((path, a, b))
-    return out
+    return config_differences(saved, now, ignore=RUNTIME_KEYS)
 
 
-def config_differences(saved: dict, now: dict) -> list[str]:
-    """Every key path where two resolved configs differ, as ``path: run has A, now B``."""
+def describe_differences(saved: dict, now: dict) -> list[str]:
+    """Every key path where two resolved configs differ (runtime keys left out), as ``path: run has A, now B``."""
     return [f"{path}: run has {a!r}, now {b!r}" for path, a, b in differing_keys(saved, now)]
 
 

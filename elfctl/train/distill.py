@@ -25,7 +25,7 @@ from typing import Callable, Optional
 import torch
 
 from elfctl.atomic import atomic_write_json
-from elfctl.config import Config, config_from_dict
+from elfctl.config import Config, config_differences, config_from_dict
 from elfctl.errors import ConfigError
 from elfctl.sampling.student import ROUND_META  # a round's marker: sampling reads it too
 from elfctl.rundir import checkpoint as ckpt
@@ -34,7 +34,7 @@ from elfctl.train.distributed import init_distributed
 from elfctl.train.loggers import read_metrics
 
 # Model keys that do not change the weights: a teacher trained with other values is still the same network.
-WEIGHTLESS_MODEL_KEYS = ("dropout", "gradient_checkpointing")
+WEIGHTLESS_MODEL_KEYS = ("model.dropout", "model.gradient_checkpointing")
 
 
 @dataclass(frozen=True)
@@ -90,13 +90,6 @@ def round_config(cfg: Config, rnd: Round, steps: int) -> Config:
     return config_from_dict(data)
 
 
-def _first_difference(a: dict, b: dict, prefix: str) -> Optional[str]:
-    for key in sorted(set(a) | set(b)):
-        if a.get(key) != b.get(key):
-            return f"{prefix}{key} {a.get(key)!r} (teacher) vs {b.get(key)!r} (recipe)"
-    return None
-
-
 @dataclass
 class Teacher:
     model: torch.nn.Module
@@ -124,12 +117,13 @@ def load_teacher(cfg: Config) -> Teacher:
         raise ConfigError(f"distill.teacher: {ref} is a file; give a run directory or a checkpoint directory")
     loaded = load_for_sampling(ref, ema=cfg.distill.teacher_ema, with_text=False)
     t = loaded.cfg
-    own = {k: v for k, v in t.to_dict()["model"].items() if k not in WEIGHTLESS_MODEL_KEYS}
-    want = {k: v for k, v in cfg.to_dict()["model"].items() if k not in WEIGHTLESS_MODEL_KEYS}
-    diff = (_first_difference(own, want, "model.")
-            or _first_difference(t.to_dict()["encoder"], cfg.to_dict()["encoder"], "encoder."))
-    if diff:
-        raise ConfigError(f"distill.teacher: {loaded.checkpoint} is not this recipe's network: {diff}; "
+    own, want = t.to_dict(), cfg.to_dict()
+    diffs = config_differences({k: own[k] for k in ("model", "encoder")}, {k: want[k] for k in ("model", "encoder")},
+                               ignore=WEIGHTLESS_MODEL_KEYS)
+    if diffs:
+        path, a, b = diffs[0]
+        raise ConfigError(f"distill.teacher: {loaded.checkpoint} is not this recipe's network: {path} {a!r} (teacher) "
+                          f"vs {b!r} (recipe); "
                           f"the student copies the teacher, so the recipe must describe the same model and encoder")
     model = loaded.model.eval()
     for p in model.parameters():
