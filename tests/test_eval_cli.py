@@ -270,3 +270,24 @@ def test_intervals_and_spreads_print_in_one_plain_format():
     assert _ci([60.3421, 75.0]) == "[60.342, 75.000]"
     assert _fmt(123456.789) == "123456.8" and "e+" not in _fmt(1.5e7)
     assert _pm({"genppl": 27620.41, "genppl_std_over_seeds": 12.345}, "genppl") == "27620.4 ± 12.3"
+
+
+def test_eval_flags_come_from_the_eval_section_of_the_schema():
+    import inspect
+
+    from elfctl.commands import eval as eval_cmd
+    from elfctl.config import EvalConfig, field_help, load_config
+
+    params = inspect.signature(eval_cmd.evaluate).parameters
+    for flag, key in eval_cmd.EVAL_FLAGS.items():
+        option = next(p.default for p in params.values()
+                      if flag in (getattr(p.default, "param_decls", None) or ()))
+        assert field_help("eval", key) in option.help, flag
+    # no run: the schema's defaults, with the flags given put over them and checked by the key's own rules
+    assert eval_cmd.eval_settings(None, {"bootstrap": None}) == EvalConfig()
+    assert eval_cmd.eval_settings(None, {"bootstrap": 7}).bootstrap == 7
+    run_cfg = load_config(None, ["eval.protocol=mdlm", "eval.judge_batch_size=3"])
+    got = eval_cmd.eval_settings(run_cfg, {"judge_batch_size": None, "judge_dtype": "bfloat16"})
+    assert (got.protocol, got.judge_batch_size, got.judge_dtype) == ("mdlm", 3, "bfloat16")
+    with pytest.raises(ConfigError, match="--protocol"):
+        eval_cmd.eval_settings(None, {"protocol": "gpt"})

@@ -9,8 +9,38 @@ from typing import List, Optional
 
 import typer
 
+from elfctl.config import EvalConfig, field_help
 from elfctl.eval.judge import OFFLINE_JUDGE
 from elfctl.rundir.names import CONFIG_NAME
+
+# The flags that override a key of the run's eval section (elfctl.config.EvalConfig): their help, valid values and
+# defaults are that key's, so the command and the recipe schema cannot drift apart.
+EVAL_FLAGS = {"--judge": "judge", "--judge-dtype": "judge_dtype", "--protocol": "protocol",
+              "--batch-size": "judge_batch_size", "--bootstrap": "bootstrap", "--reference-text": "reference_text"}
+
+
+def _eval_option(flag: str, note: str = "", default: str | None = None) -> typer.models.OptionInfo:
+    """A typer option for ``flag`` with the help text of the eval key it overrides and where its default comes from
+    (``default``: that sentence, when it is not "the run's key, else the schema's default")."""
+    key = EVAL_FLAGS[flag]
+    if default is None:
+        value = getattr(EvalConfig(), key)
+        default = f"Default: the run's eval.{key}, else {'none' if value is None else value}."
+    return typer.Option(None, flag, show_default=False, help=f"{field_help('eval', key)}{note} {default}")
+
+
+def eval_settings(run_cfg, given: dict) -> EvalConfig:
+    """The eval section that applies: the run's (or the schema's defaults without a run), with the flags given
+    (``{eval key: value}``, None = not given) checked by that key's own rules and put over it."""
+    from dataclasses import replace
+
+    from elfctl.config import check_value
+
+    flag_of = {key: flag for flag, key in EVAL_FLAGS.items()}
+    base = run_cfg.eval if run_cfg is not None else EvalConfig()
+    chosen = {key: check_value("eval", key, value, name=flag_of.get(key))
+              for key, value in given.items() if value is not None}
+    return replace(base, **chosen)
 
 
 def _fmt(v, like: Optional[float] = None) -> str:
@@ -195,27 +225,19 @@ def evaluate(
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where the newest samples file is looked for."),
     references: Optional[Path] = typer.Option(None, "--references", help="References for BLEU/ROUGE (default: "
                                               "the samples' 'reference' fields)."),
-    judge: Optional[str] = typer.Option(None, "--judge", help="Gen PPL judge: hub id (gpt2-large), local dir or "
-                                        f".gguf, or {OFFLINE_JUDGE} (default: the run's eval.judge if it loads "
-                                        "here, else the offline judge)."),
+    judge: Optional[str] = _eval_option("--judge", default=f"Default: the run's eval.judge when it loads here, "
+                                        f"else the offline judge {OFFLINE_JUDGE}."),
     device: Optional[str] = typer.Option(None, "--device", help="Where the judge runs: auto (the GPU when there "
                                          "is one, else the CPU), cpu, cuda or cuda:N (default: auto)."),
-    judge_dtype: Optional[str] = typer.Option(None, "--judge-dtype", help="float32 or bfloat16 (the authors score "
-                                              "GPT-2 Large in bf16); the protocol records it and its hash changes. "
-                                              "Default: the run's eval.judge_dtype, else float32."),
-    protocol: Optional[str] = typer.Option(None, "--protocol", help="elf (the paper's protocol, independent of "
-                                           "batching) or mdlm (MDLM/Duo's rules). Default: the run's "
-                                           "eval.protocol, else elf."),
-    reference_text: Optional[Path] = typer.Option(None, "--reference-text", help="Real held-out text scored "
-                                                  "through the same rules (the data's own Gen PPL)."),
+    judge_dtype: Optional[str] = _eval_option("--judge-dtype", " The authors score GPT-2 Large in bfloat16."),
+    protocol: Optional[str] = _eval_option("--protocol"),
+    reference_text: Optional[Path] = _eval_option("--reference-text"),
     baselines: bool = typer.Option(False, "--baselines", help="Also score the run's held-out data and random "
                                    "tokens, both through the model tokenizer's round trip."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Samples per judge forward (default: the "
-                                             "run's eval.judge_batch_size, else 8). Does not change results."),
+    batch_size: Optional[int] = _eval_option("--batch-size"),
     max_samples: Optional[int] = typer.Option(None, "--max-samples", help="Score at most this many samples "
                                               "(the first ones) of each file."),
-    bootstrap: Optional[int] = typer.Option(None, "--bootstrap", help="Bootstrap resamples for 95% intervals "
-                                            "(0: none; default: the run's eval.bootstrap, else 1000)."),
+    bootstrap: Optional[int] = _eval_option("--bootstrap"),
     out: Optional[Path] = typer.Option(None, "--out", help="Results JSON (default: <run>/eval/<samples-stem>"
                                        ".<metric>.json, with a hash of the inputs' paths unless the input is the "
                                        "run's own samples/<stem>.jsonl)."),
@@ -226,16 +248,12 @@ def evaluate(
     from elfctl.eval.inputs import check_same_run, newest_samples, read_samples
     from elfctl.eval.report import parse_metrics, score_samples
 
-    from elfctl.config import check_value
-
     metrics = parse_metrics(metric)
     if max_samples is not None and max_samples < 1:
         raise ConfigError(f"--max-samples: {max_samples} is out of range; must be >= 1")
-    # the flags that override an eval.* key are checked by that key's own rules (elfctl.config.EvalConfig)
-    for flag, key, value in (("--batch-size", "judge_batch_size", batch_size), ("--bootstrap", "bootstrap", bootstrap),
-                             ("--judge-dtype", "judge_dtype", judge_dtype), ("--protocol", "protocol", protocol)):
-        if value is not None:
-            check_value("eval", key, value, name=flag)
+    given = {"judge": judge, "judge_dtype": judge_dtype, "protocol": protocol, "judge_batch_size": batch_size,
+             "bootstrap": bootstrap, "reference_text": None if reference_text is None else str(reference_text)}
+    eval_settings(None, given)  # bad flag values fail before any file is read
     for flag, path in (("--references", references), ("--reference-text", reference_text)):
         if path is not None and not path.is_file():
             raise ConfigError(f"{flag}: {'is a directory, not a file' if path.is_dir() else 'file not found'}: "
@@ -254,15 +272,12 @@ def evaluate(
         from elfctl.eval.likelihood import check_likelihood
 
         check_likelihood(loaded[0].header.get("family", run_cfg.model.family if run_cfg else "elf"))
-    ev = run_cfg.eval if run_cfg is not None else None
+    ev = eval_settings(run_cfg, given)
     needs_judge = "genppl" in metrics or "entropy" in metrics
     res = score_samples(loaded, metric, judge=judge or (_default_judge(run_cfg) if needs_judge else OFFLINE_JUDGE),
-                        protocol=protocol or (ev.protocol if ev else "elf"),
-                        judge_dtype=judge_dtype or (ev.judge_dtype if ev else "float32"),
-                        max_length=ev.max_judge_length if ev else 1024,
-                        batch_size=batch_size or (ev.judge_batch_size if ev else 8),
-                        bootstrap=bootstrap if bootstrap is not None else (ev.bootstrap if ev else 1000),
-                        references=references, reference_text=reference_text, run_cfg=run_cfg,
+                        protocol=ev.protocol, judge_dtype=ev.judge_dtype, max_length=ev.max_judge_length,
+                        batch_size=ev.judge_batch_size, bootstrap=ev.bootstrap, references=references,
+                        reference_text=reference_text, run_cfg=run_cfg,
                         baselines=baselines, max_samples=max_samples, device=device)
     if len(loaded) > 1 and allow_mixed:
         res["notes"].append("--allow-mixed: the files were averaged without checking that they are seeds of one "
