@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from elfctl.denoiser import Denoiser
 from elfctl.flow import FlowPath, keep_condition, sample_time
 from elfctl.objective import LossOutput, draw_branches
 
@@ -93,6 +94,7 @@ class DistillObjective:
         self.pad_token = pad_token
         self.sub_step_schedule = sub_step_schedule
         self.teacher_bf16 = teacher_bf16
+        self.teacher_denoiser = Denoiser(self.teacher, self.teacher_path, bf16=teacher_bf16)
 
     # ------------------------------------------------------------------ randomness
     def draw(self, x: torch.Tensor) -> DistillDraws:
@@ -116,11 +118,7 @@ class DistillObjective:
     def _teacher_x(self, z: torch.Tensor, t: torch.Tensor, x_sc: torch.Tensor, w: Optional[torch.Tensor],
                    x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """The teacher's x̂ (fp32, condition restored) for a batch of rows: one forward."""
-        on_cuda = z.device.type == "cuda"
-        with torch.autocast(z.device.type, dtype=torch.bfloat16, enabled=self.teacher_bf16 and on_cuda):
-            out, _ = self.teacher(z, t, x_sc=x_sc, sc_cfg=w)
-        x_hat, _ = self.teacher_path.to_x_v(out.float(), z, t)
-        return keep_condition(x_hat, x, cond)
+        return self.teacher_denoiser.predict(z, t, x_sc=x_sc, sc_cfg=w, cond_x=x, cond_mask=cond, velocity=False)[0]
 
     @torch.no_grad()
     def teacher_target(self, z_s: torch.Tensor, t_s: torch.Tensor, t_t: torch.Tensor, sub_u: torch.Tensor,

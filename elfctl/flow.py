@@ -53,7 +53,13 @@ class FlowPath:
         """Network output -> (x̂, v̂) under this path's parameterisation."""
         if self.prediction == "x":
             return net_out, self.velocity(net_out, z, t)
-        return z + self.denom(t).to(z.dtype) * net_out, net_out
+        return self.to_x(net_out, z, t), net_out
+
+    def to_x(self, net_out: torch.Tensor, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Network output -> x̂ alone (x-prediction: the output itself; v-prediction: z + max(1 − t, t_eps)·v̂)."""
+        if self.prediction == "x":
+            return net_out
+        return z + self.denom(t).to(z.dtype) * net_out
 
 
 def keep_condition(z: torch.Tensor, x_cond: Optional[torch.Tensor], cond_mask: Optional[torch.Tensor]) -> torch.Tensor:

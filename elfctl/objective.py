@@ -33,6 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from elfctl.denoiser import Denoiser
 from elfctl.flow import FlowPath, keep_condition, sample_sc_cfg_scale, sample_time
 
 
@@ -176,6 +177,5 @@ class ElfObjective:
 
     def _predict(self, model, z, t, x_sc, sc_cfg, idx, cond, x):
         """(x̂, v̂) of a denoise pass on the selected rows, condition positions restored to x."""
-        out, _ = model(z, t, x_sc=x_sc, sc_cfg=None if sc_cfg is None else sc_cfg[idx])
-        x_hat, v_hat = self.path.to_x_v(out, z, t)
-        return keep_condition(x_hat, x[idx], cond[idx]), v_hat
+        return Denoiser(model, self.path).predict(z, t, x_sc=x_sc, sc_cfg=None if sc_cfg is None else sc_cfg[idx],
+                                                  cond_x=x[idx], cond_mask=cond[idx])

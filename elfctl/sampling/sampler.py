@@ -30,7 +30,6 @@ the step (:class:`~elfctl.errors.ElfRuntimeError`) instead of decoding NaNs to t
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from dataclasses import dataclass, field, replace
 from typing import Optional, Sequence
@@ -40,6 +39,7 @@ import torch.nn as nn
 
 from elfctl.kernels import ops as kernels
 from elfctl.config import ObjectiveConfig, SampleConfig
+from elfctl.denoiser import Denoiser
 from elfctl.errors import ElfRuntimeError
 from elfctl.flow import FlowPath, keep_condition, time_grid
 from elfctl.sampling.noise import RowNoise, mix_seed
@@ -124,6 +124,7 @@ class EulerSampler:
         self.model = model
         self.path = path
         self.s = settings
+        self.denoiser = Denoiser(model, path, bf16=settings.bf16)  # bf16 autocast on CUDA when sample.bf16
         self.backend = backend  # None: $ELFCTL_KERNELS (auto)
         self.decode_logit_bytes = decode_logit_bytes
 
@@ -178,26 +179,20 @@ class EulerSampler:
         return ids[0] if len(ids) == 1 else torch.cat(ids)
 
     # ---------------------------------------------------------------- network
-    def _autocast(self, device: torch.device):
-        """bf16 autocast on CUDA when ``sample.bf16`` (the network keeps its projections and heads in fp32)."""
-        from elfctl.sampling.precision import autocast_dtype
-
-        dtype = autocast_dtype(device, self.s.bf16)
-        return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
     def _forward(self, z: torch.Tensor, t: float, x_sc: torch.Tensor, *, decode: bool = False):
+        """The network on rows at one time t, SC-CFG tokens at w_sc (the decode pass; denoising: :meth:`predict`)."""
         B = z.shape[0]
         tt = torch.full((B,), t, device=z.device, dtype=torch.float32)
         w = torch.full((B,), self.s.sc_cfg, device=z.device, dtype=torch.float32)
-        with self._autocast(z.device):
+        with self.denoiser.autocast(z.device):
             out, logits = self.model(z, tt, x_sc=x_sc, sc_cfg=w, decode=True if decode else None, key_mask=None)
         return out.float(), logits
 
-    def _x_hat(self, out: torch.Tensor, z: torch.Tensor, t: float) -> torch.Tensor:
-        if self.path.prediction == "x":
-            return out  # the network's output is x̂ itself
-        x_hat, _ = self.path.to_x_v(out, z, torch.full((z.shape[0],), t, device=z.device))
-        return x_hat
+    def _x_hat(self, z: torch.Tensor, t: float, x_sc: torch.Tensor) -> torch.Tensor:
+        B = z.shape[0]
+        tt = torch.full((B,), t, device=z.device, dtype=torch.float32)
+        w = torch.full((B,), self.s.sc_cfg, device=z.device, dtype=torch.float32)
+        return self.denoiser.predict(z, tt, x_sc=x_sc, sc_cfg=w, velocity=False)[0]
 
     def predict(self, z: torch.Tensor, t: float, x_prev: torch.Tensor, cond: Optional[Condition]
                 ) -> tuple[torch.Tensor, Optional[torch.Tensor], int]:
@@ -207,11 +202,9 @@ class EulerSampler:
             m = cond.mask[..., None]
             zz = torch.cat([z, z.masked_fill(m, 0.0)])
             xs = torch.cat([x_prev, x_prev.masked_fill(m, 0.0)])
-            out, _ = self._forward(zz, t, xs)
-            x_hat = self._x_hat(out, zz, t)
+            x_hat = self._x_hat(zz, t, xs)
             return x_hat[:B], x_hat[B:], 2 * B
-        out, _ = self._forward(z, t, x_prev)
-        return self._x_hat(out, z, t), None, B
+        return self._x_hat(z, t, x_prev), None, B
 
     # ---------------------------------------------------------------- driver
     @torch.no_grad()
