@@ -67,7 +67,7 @@ def main() -> None:
             torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
             opt.step()
             opt.zero_grad()
-            ema.update(model)
+            ema.update(model, count=1)
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             if s >= args.warmup:

@@ -79,7 +79,7 @@ def step_seconds(batch: int, length: int, steps: int = 3) -> float:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad()
-        ema.update(model)
+        ema.update(model, count=1)
         times.append(time.perf_counter() - t0)
     return sorted(times[1:])[len(times[1:]) // 2]
 

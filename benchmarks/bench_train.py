@@ -108,7 +108,7 @@ def run(args) -> dict:
             torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
         opt.step()
         opt.zero_grad()
-        ema.update(model)
+        ema.update(model, count=1)
         dec, sc = d.decode_rows.cpu(), d.sc_rows.cpu()  # drawn on the host: no sync
         return int(dec.sum()), int((sc & ~dec).sum())
 

@@ -68,7 +68,7 @@ def main() -> None:
         opt.step()
         opt.zero_grad()
         marks.append(time.perf_counter())
-        ema.update(model)
+        ema.update(model, count=1)
         marks.append(time.perf_counter())
         if s >= args.warmup:
             for name, a, b in zip(phases, marks, marks[1:]):

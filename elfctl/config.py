@@ -189,6 +189,8 @@ class OptimConfig:
     min_lr_ratio: float = _f(0.0, "Cosine schedule floor, as a fraction of the peak lr.", lo=0.0, hi=1.0)
     grad_clip: float = _f(1.0, "Gradient-norm clip (0 disables).", lo=0.0)
     ema_decay: float = _f(0.9999, "EMA decay of the weights.", lo=0.0, hi=1.0)
+    ema_warmup: bool = _f(False, "Warm the EMA up as MDLM does: at update n (1, 2, ...) the decay is "
+                          "min(optim.ema_decay, (1 + n) / (10 + n)).")
 
     def peak_lr(self, global_batch: int) -> float:
         """lr = blr × global_batch / 256, unless an absolute lr is given."""

@@ -158,3 +158,27 @@ def test_cpu_allocator_tuning_can_be_turned_off(monkeypatch):
     monkeypatch.delenv("ELFCTL_MALLOC_TUNING")
     if sys.platform.startswith("linux"):
         assert cpu_allocator.keep_freed_memory() is True and cpu_allocator._applied
+
+
+def test_ema_warmup_follows_mdlm_and_continues_by_update_number():
+    import torch
+
+    from elfctl.train.optim import EMA, ema_decay_at
+
+    assert ema_decay_at(0.9999, 1, True) == 2 / 11 and ema_decay_at(0.9999, 8, True) == 9 / 18
+    assert ema_decay_at(0.9999, 10**6, True) == 0.9999 and ema_decay_at(0.9, 1, False) == 0.9
+    net = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        net.weight.fill_(0.0)
+    ema = EMA(net, 0.9999, warmup=True)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    ema.update(net, count=1)   # shadow = d·0 + (1 − d)·1 with d = 2/11
+    assert torch.allclose(ema.shadow[0], torch.tensor([[9 / 11]]))
+    ema.update(net, count=2)   # d = 3/12: shadow = 0.25·9/11 + 0.75
+    assert torch.allclose(ema.shadow[0], torch.tensor([[0.25 * 9 / 11 + 0.75]]))
+    plain = EMA(net, 0.5)
+    with torch.no_grad():
+        net.weight.fill_(3.0)
+    plain.update(net, count=7)  # no warm-up: the count does not matter
+    assert torch.allclose(plain.shadow[0], torch.tensor([[2.0]]))

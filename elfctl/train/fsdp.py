@@ -225,8 +225,9 @@ class ShardedEMA:
     """EMA of a sharded module's parameters, kept on each rank's local chunks; the same interface as
     :class:`elfctl.train.optim.EMA` (``state_dict`` gathers, so every rank must call it)."""
 
-    def __init__(self, module: nn.Module, decay: float, is_main: bool = True):
+    def __init__(self, module: nn.Module, decay: float, is_main: bool = True, warmup: bool = False):
         self.decay = decay
+        self.warmup = warmup
         self.is_main = is_main
         named = list(module.named_parameters())
         self.names = [n for n, _ in named]
@@ -238,9 +239,11 @@ class ShardedEMA:
         return p.to_local() if _is_dtensor(p) else p
 
     @torch.no_grad()
-    def update(self, module: Optional[nn.Module] = None) -> None:
+    def update(self, module: Optional[nn.Module], count: int) -> None:
+        from elfctl.train.optim import ema_decay_at
+
         params = [self._local(p).detach().float() for p in self.params]
-        torch._foreach_lerp_(self.shadow, params, 1.0 - self.decay)
+        torch._foreach_lerp_(self.shadow, params, 1.0 - ema_decay_at(self.decay, count, self.warmup))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         from torch.distributed.tensor import DTensor

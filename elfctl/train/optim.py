@@ -148,18 +148,27 @@ class Optimizers:
             opt.load_state_dict(state)
 
 
+def ema_decay_at(decay: float, count: int, warmup: bool) -> float:
+    """The EMA decay of update number ``count`` (1-based): ``decay``, or with ``warmup`` MDLM's
+    min(decay, (1 + count) / (10 + count)), which lets the average forget its random start quickly."""
+    return min(decay, (1 + count) / (10 + count)) if warmup else decay
+
+
 class EMA:
     """Exponential moving average of a module's parameters (buffers are copied as they are)."""
 
-    def __init__(self, module: nn.Module, decay: float):
+    def __init__(self, module: nn.Module, decay: float, warmup: bool = False):
         self.decay = decay
+        self.warmup = warmup
         self.names = [n for n, _ in module.named_parameters()]
         self.shadow = [p.detach().clone().float() for p in module.parameters()]
 
     @torch.no_grad()
-    def update(self, module: nn.Module) -> None:
+    def update(self, module: nn.Module, count: int) -> None:
+        """Fold in the current weights; ``count``: this update's number (1 for the first optimizer step: a resumed
+        run passes its step, so the warm-up continues where it was)."""
         params = [p.detach().float() for p in module.parameters()]
-        torch._foreach_lerp_(self.shadow, params, 1.0 - self.decay)
+        torch._foreach_lerp_(self.shadow, params, 1.0 - ema_decay_at(self.decay, count, self.warmup))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return dict(zip(self.names, self.shadow))

@@ -338,8 +338,9 @@ class Trainer:
         lr = cfg.optim.peak_lr(cfg.train.batch_size)
         length = resolve_length(cfg.train, cfg.optim, len(data.dataset))  # train.epochs -> steps
         opt = Optimizers(cfg.optim, modules, lr=lr, total_steps=length.steps, warmup_steps=length.warmup_steps)
-        ema = (fsdp.ShardedEMA(model, cfg.optim.ema_decay, info.is_main) if self.sharded
-               else EMA(model, cfg.optim.ema_decay))
+        warmup = cfg.optim.ema_warmup
+        ema = (fsdp.ShardedEMA(model, cfg.optim.ema_decay, info.is_main, warmup=warmup) if self.sharded
+               else EMA(model, cfg.optim.ema_decay, warmup=warmup))
         order = BatchOrder(len(data.dataset), cfg.train.batch_size, shards, cfg.train.seed)
         params = [p for m in modules for p in m.parameters() if p.requires_grad]
         return _RunState(data=data, model=model, modules=modules, opt=opt, ema=ema, order=order,
@@ -503,7 +504,7 @@ class Trainer:
         window.grad_norm += grad_norm.detach().float()
         s.opt.step()
         s.opt.zero_grad()
-        s.ema.update(s.model)
+        s.ema.update(s.model, count=s.step + 1)
         s.step += 1
         window.steps += 1
 
