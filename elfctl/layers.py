@@ -152,3 +152,11 @@ class Block(nn.Module):
                 attn_mask: Optional[torch.Tensor]) -> torch.Tensor:
         x = x + self.attn(self.norm1(x), rope, attn_mask)
         return x + self.mlp(self.norm2(x))
+
+
+def run_blocks(blocks, x: torch.Tensor, *args, checkpoint: bool) -> torch.Tensor:
+    """Apply ``blocks`` in order as ``block(x, *args)``; with ``checkpoint``, each block's activations are recomputed
+    in backward instead of kept (gradient checkpointing)."""
+    for block in blocks:
+        x = torch.utils.checkpoint.checkpoint(block, x, *args, use_reentrant=False) if checkpoint else block(x, *args)
+    return x

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from elfctl.layers import Block, RMSNorm, RotaryEmbedding1D, TimestepEmbedder, xavier_linear
+from elfctl.layers import Block, RMSNorm, RotaryEmbedding1D, TimestepEmbedder, run_blocks, xavier_linear
 
 
 @dataclass(frozen=True)
@@ -189,11 +189,7 @@ class ELF(nn.Module):
             attn_mask = full[:, None, None, :]
 
         use_ckpt = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
-        for block in self.blocks:
-            if use_ckpt:
-                h = torch.utils.checkpoint.checkpoint(block, h, rope, attn_mask, use_reentrant=False)
-            else:
-                h = block(h, rope, attn_mask)
+        h = run_blocks(self.blocks, h, rope, attn_mask, checkpoint=use_ckpt)
         h = h[:, self.num_prefix:]
 
         if return_logits is None:

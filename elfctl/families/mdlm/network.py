@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from elfctl.layers import run_blocks
+
 
 class LayerNormNoBias(nn.Module):
     """LayerNorm with a learned gain and no bias, computed in fp32 whatever the autocast dtype."""
@@ -142,11 +144,7 @@ class DiT(nn.Module):
         x = self.embed[ids]
         rope = self.rope.tables(L, ids.device)
         use_ckpt = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
-        for block in self.blocks:
-            if use_ckpt:
-                x = torch.utils.checkpoint.checkpoint(block, x, rope, c, use_reentrant=False)
-            else:
-                x = block(x, rope, c)
+        x = run_blocks(self.blocks, x, rope, c, checkpoint=use_ckpt)
         shift, scale = self.adaln_final(c)[:, None].chunk(2, dim=-1)
         if rows is not None:
             x = x.flatten(0, 1).index_select(0, rows)
