@@ -11,8 +11,8 @@ def test_two_families_seeds_baselines_and_costs(tmp_path, tiny_recipe, judge_dir
     recipe = tiny_recipe(f"eval:\n  judge: {judge_dir}\n  bootstrap: 0\n")
     spec = tmp_path / "fam.yaml"
     spec.write_text(
-        f"description: tiny\nfinding: none\nscales: {{quick: {{recipe: {recipe}}}}}\nplot_x: sample.steps\n"
-        "metrics: [genppl, nelbo]\nseeds: [0, 1]\nbaselines: true\nvariants:\n"
+        f"description: tiny\nfinding: none\nscales: {{quick: {{recipe: {recipe}, seeds: [0, 1]}}}}\n"
+        "plot_x: sample.steps\nmetrics: [genppl, nelbo]\nseeds: [5]\nbaselines: true\nvariants:\n"
         "  - {name: elf-2, series: elf, sample: [sample.steps=2]}\n"
         "  - {name: mdlm-2, series: mdlm, train: [model.family=mdlm, sample.sampler=ddpm_cache], "
         "sample: [sample.steps=2]}\n"
@@ -22,6 +22,7 @@ def test_two_families_seeds_baselines_and_costs(tmp_path, tiny_recipe, judge_dir
     summary = run_ablation(load_spec(str(spec)), "quick", tmp_path / "ablate", log=logs.append, reuse_roots=[])
     elf, m2, m4 = summary["rows"]
     assert [r["series"] for r in summary["rows"]] == ["elf", "mdlm", "mdlm"]
+    assert summary["seeds"] == [0, 1]                       # the scale's seeds replace the spec's [5]
     assert (elf["family"], m2["family"]) == ("elf", "mdlm") and m2["run_dir"] == m4["run_dir"] != elf["run_dir"]
     for r in summary["rows"]:
         files = r["sample_files"]

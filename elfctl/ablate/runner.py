@@ -244,6 +244,7 @@ def run_ablation(spec: AblationSpec, scale: str, out: Path, *, extra: list[str] 
     from elfctl.ablate.spec import check_scale
 
     check_scale(spec, scale, list(extra))
+    spec = spec.at_scale(scale)
     if any(v.distill for v in spec.variants) and "distill" not in dict(PIPELINE):
         raise ConfigError(f"{spec.path or spec.name}: variants with 'distill: true' need a distill step, which this "
                           f"elfctl's ablation pipeline does not have")

@@ -12,7 +12,8 @@ An ablation is a YAML file::
       - {name: v-pred, train: [model.prediction=v]}
     plot_x: sample.steps                            # optional: x axis of the "Gen PPL vs ..." plot
     metrics: [genppl]                               # optional: what `eval` scores (default genppl)
-    seeds: [0, 1, 2]                                # optional: sample every variant with each seed (mean ± std)
+    seeds: [0, 1, 2]                                # optional: sample every variant with each seed (mean ± std);
+                                                    # a scale may set its own: {recipe: small, seeds: [0, 1, 2]}
     baselines: true                                 # optional: also score held-out data and random tokens once
 
 A variant may name its ``series`` (a line of the plots; default: the model, or teacher / student).
@@ -39,7 +40,8 @@ from elfctl.errors import ConfigError
 
 SPEC_DIR = Path(__file__).resolve().parent
 TOP_KEYS = ("description", "finding", "scales", "variants", "plot_x", "metrics", "seeds", "baselines")
-SCALE_KEYS = ("recipe", "overrides", "distill")     # distill: the distillation recipe of `distill: true` variants
+# distill: the distillation recipe of `distill: true` variants; seeds: this scale's sampling seeds (replace the spec's)
+SCALE_KEYS = ("recipe", "overrides", "distill", "seeds")
 VARIANT_KEYS = ("name", "train", "sample", "distill", "series")
 
 
@@ -75,6 +77,12 @@ class AblationSpec:
                               f"it has: {', '.join(self.scales)}")
         s = self.scales[scale]
         return s["recipe"], list(s.get("overrides") or [])
+
+    def at_scale(self, scale: str) -> "AblationSpec":
+        """This spec as run at one scale: a scale's own ``seeds`` replace the spec's."""
+        self.scale(scale)  # the one-line error for an unknown scale
+        seeds = self.scales[scale].get("seeds")
+        return self if seeds is None else dataclasses.replace(self, seeds=list(seeds))
 
 
 def sample_settings(overrides: list[str]) -> dict:
@@ -166,6 +174,8 @@ def _scales(path: Path, data: dict) -> dict[str, dict]:
         if "distill" in s and not isinstance(s["distill"], str):
             raise ConfigError(f"{where}.distill: must be a distillation recipe name or path")
         _strings(f"{where}.overrides", s.get("overrides"))
+        if "seeds" in s:
+            _seeds(Path(where), s)
     return scales
 
 
