@@ -104,3 +104,27 @@ def test_every_accepted_key_is_in_the_documented_format():
         assert re.search(rf"\b{key}:", rows["scales"]), f"scales: key '{key}' is not documented"
     for key in VARIANT_KEYS:
         assert re.search(rf"\b{key}\b", rows["variants"]), f"variants: key '{key}' is not documented"
+
+
+def test_a_scale_s_seeds_replace_the_spec_s(tmp_path):
+    p = _spec(tmp_path, "scales: {quick: {recipe: quickstart}, small: {recipe: quickstart, seeds: [3, 4]}}\n"
+                        "seeds: [0]\nvariants:\n  - {name: a}\n")
+    spec = load_spec(str(p))
+    assert spec.at_scale("quick").seeds == [0]
+    assert spec.at_scale("small").seeds == [3, 4] and spec.seeds == [0]   # the spec itself is unchanged
+
+
+def test_a_scale_s_bad_seeds_are_one_line(tmp_path):
+    p = _spec(tmp_path, "scales: {quick: {recipe: quickstart, seeds: [1, 1]}}\nvariants:\n  - {name: a}\n")
+    with pytest.raises(ConfigError, match=r"scales.quick: seeds: must be a list of distinct integers"):
+        load_spec(str(p))
+
+
+def test_every_builtin_ablation_has_a_small_scale_that_loads():
+    from elfctl.ablate.spec import builtin_specs
+
+    for name in builtin_specs():
+        spec = load_spec(name)
+        assert "small" in spec.scales, name
+        check_scale(spec, "small")
+        assert spec.scale("small")[0] == "small"

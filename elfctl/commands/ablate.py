@@ -31,8 +31,9 @@ def ablate(
                                                     "to your own ablation YAML (elfctl ablate --list shows the "
                                                     "format)."),
     overrides: Optional[List[str]] = typer.Argument(None, help="section.key=value overrides for every variant."),
-    scale: str = typer.Option("quick", "--scale", help="quick (embedded data, CPU minutes per variant) or paper "
-                                                       "(the paper's recipes; needs the hub and GPUs)."),
+    scale: str = typer.Option("quick", "--scale", help="quick (embedded data, CPU minutes per variant), small "
+                                                       "(embedded data, ~40 min per trained model on 2 CPU cores) or "
+                                                       "paper (the paper's recipes; needs the hub and GPUs)."),
     out: Path = typer.Option(Path("runs/ablate"), "--out", help="Where runs, samples, results and plots go."),
     list_: bool = typer.Option(False, "--list", help="List the built-in ablations and the spec format, and exit."),
 ) -> None:
