@@ -1,6 +1,7 @@
 """Sample file formats, bad inputs as one-line exit-2 errors, newest samples, and `elfctl eval` end to end."""
 
 import json
+import math
 import os
 import time
 
@@ -122,4 +123,13 @@ def test_genppl_from_the_cli_single_file_and_seeds(tmp_path, judge_dir, capsys):
     row = res["rows"]["model"]
     assert row["seeds"] == 2 and row["genppl_std_over_seeds"] > 0 and len(row["per_seed"]) == 2
     assert res["protocol"]["name"] == "mdlm" and "data" in res["rows"]
-    assert "2 seeds, mean ± std" in capsys.readouterr().out
+    # the pool of both seeds' six samples: one token-weighted Gen PPL, by hand, and intervals around it
+    nll = [x for r in row["per_seed"] for x in r["per_sample"]["nll_sum"]]
+    n = [c for r in row["per_seed"] for c in r["per_sample"]["n_scored"]]
+    assert row["genppl_pooled"] == pytest.approx(math.exp(sum(nll) / sum(n)))
+    lo, hi = row["genppl_pooled_ci95"]
+    assert lo <= row["genppl_pooled"] <= hi and lo < hi
+    ent = [e for r in row["per_seed"] for e in r["per_sample"]["entropy"]]
+    assert row["entropy_pooled_ci95"][0] <= sum(ent) / len(ent) <= row["entropy_pooled_ci95"][1]
+    printed = capsys.readouterr().out
+    assert "2 seeds, mean ± std" in printed and "Gen PPL 95% CI (pooled)" in printed

@@ -71,7 +71,8 @@ def ablate(
     from elfctl.ablate.costs import fmt_count
 
     seeds = summary.get("seeds")
-    spread = "± std" if seeds else "[95% CI]"  # over seeds, or the bootstrap interval of one draw
+    # over seeds (with the 95% interval of their samples pooled), or the bootstrap interval of one draw
+    spread = "± std [pooled 95% CI]" if seeds else "[95% CI]"
     scored = [(title, key, digits) for metric, title, key, digits in SCORED_COLUMNS if metric in asked]
     extra = [k for metric, keys in PLAIN_COLUMNS for k in keys
              if metric in asked and any(k in r for r in summary["rows"])]
@@ -86,7 +87,9 @@ def ablate(
 
     def score(r, key, digits):
         if seeds and r.get(key) is not None:
-            return f"{r[key]:.{digits}f}" + (f" ± {r[key + '_std']:.{digits}f}" if r.get(key + "_std") else "")
+            pooled = r.get(f"{key}_pooled_ci95")
+            return (f"{r[key]:.{digits}f}" + (f" ± {r[key + '_std']:.{digits}f}" if r.get(key + "_std") else "")
+                    + (f" [{pooled[0]:.{digits}f}, {pooled[1]:.{digits}f}]" if pooled else ""))
         return with_interval(r.get(key), r.get(f"{key}_ci95"), digits)
 
     def cost(k, v):

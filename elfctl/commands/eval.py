@@ -77,6 +77,12 @@ def _row_items(row: dict) -> list[tuple[str, str]]:
         for key, label in (("genppl", "Gen PPL 95% CI"), ("entropy", "entropy 95% CI")):
             if f"{key}_ci95" in row:
                 items.append((label, _ci(row[f"{key}_ci95"])))
+    else:  # the seeds' samples as one set: a corpus Gen PPL and intervals over all of them
+        if "genppl_pooled" in row:
+            items.append(("Gen PPL, all seeds' samples pooled", _fmt(row["genppl_pooled"])))
+        for key, label in (("genppl", "Gen PPL 95% CI (pooled)"), ("entropy", "entropy 95% CI (pooled)")):
+            if f"{key}_pooled_ci95" in row:
+                items.append((label, _ci(row[f"{key}_pooled_ci95"])))
     items.append(("samples", str(row.get("num_samples"))))
     if "scored_tokens" in row:
         items.append(("scored tokens", str(row["scored_tokens"])))

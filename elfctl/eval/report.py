@@ -73,6 +73,13 @@ class _Scorer:
         return self.judge.model is not None
 
     def row(self, texts: Sequence[str]) -> dict:
+        """Gen PPL (when the judge model is loaded) and entropy of one list of texts, with bootstrap intervals."""
+        row = self._row_with_samples(texts)
+        if not self.keep_per_sample:
+            row.pop("per_sample")
+        return row
+
+    def _row_with_samples(self, texts: Sequence[str]) -> dict:
         from elfctl.eval.spread import bootstrap_mean, bootstrap_ppl
 
         if self.genppl:
@@ -93,9 +100,35 @@ class _Scorer:
                    "num_samples": len(entropies), "judge_tokens": sum(len(r.text_ids) for r in rows)}
             per = {"entropy": entropies}
         row["entropy_ci95"] = list(bootstrap_mean(entropies, resamples=self.bootstrap, seed=self.seed))
-        if self.keep_per_sample:
-            row["per_sample"] = per
+        row["per_sample"] = per
         return row
+
+    def merged(self, texts_per_seed: Sequence[Sequence[str]], keys: Sequence[str]) -> dict:
+        """One row for one or more seed files: mean ± std over seeds and, for several, intervals of the pool."""
+        per_seed = [self._row_with_samples(texts) for texts in texts_per_seed]
+        row = _merge_seeds(per_seed, keys)
+        if len(per_seed) > 1:
+            row.update(_pooled(per_seed, resamples=self.bootstrap, seed=self.seed))
+        if not self.keep_per_sample:
+            for r in per_seed:
+                r.pop("per_sample", None)
+        return row
+
+
+def _pooled(per_seed: list[dict], *, resamples: int, seed: int) -> dict:
+    """The seeds' samples as one set (the draws are independent whatever their seed): token-weighted Gen PPL and
+    mean entropy over all of them, each with a bootstrap 95% interval that resamples samples across the pool."""
+    from elfctl.eval.spread import bootstrap_mean, bootstrap_ppl
+
+    per = [r["per_sample"] for r in per_seed]
+    entropies = [e for p in per for e in p["entropy"]]
+    out = {"entropy_pooled_ci95": list(bootstrap_mean(entropies, resamples=resamples, seed=seed))}
+    if all("nll_sum" in p for p in per):
+        nll = [x for p in per for x in p["nll_sum"]]
+        counts = [c for p in per for c in p["n_scored"]]
+        out["genppl_pooled"] = math.exp(math.fsum(nll) / sum(counts)) if sum(counts) else float("nan")
+        out["genppl_pooled_ci95"] = list(bootstrap_ppl(nll, counts, resamples=resamples, seed=seed))
+    return out
 
 
 def _merge_seeds(per_seed: list[dict], keys: Sequence[str]) -> dict:
@@ -161,7 +194,7 @@ def _score_judge_rows(out: dict, files: list[Samples], scorer: _Scorer, *, refer
                       baselines: bool) -> None:
     """rows.model (one row per seed file, merged), and the data / random-token rows beside it."""
     keys = ("genppl", "entropy", "mean_nll") if scorer.genppl else ("entropy",)
-    out["rows"]["model"] = _merge_seeds([scorer.row(s.texts) for s in files], keys)
+    out["rows"]["model"] = scorer.merged([s.texts for s in files], keys)
     n = len(files[0].texts)
     ref_path = reference_text or (run_cfg.eval.reference_text if run_cfg is not None and
                                   getattr(run_cfg.eval, "reference_text", None) else None)
@@ -335,7 +368,8 @@ def headline(results: dict) -> dict:
     row = results.get("rows", {}).get("model", {})
     out = {"genppl": row.get("genppl"), "genppl_ci95": row.get("genppl_ci95"), "entropy": row.get("entropy"),
            "entropy_ci95": row.get("entropy_ci95"), "genppl_std": row.get("genppl_std_over_seeds"),
-           "entropy_std": row.get("entropy_std_over_seeds"), "judge": results.get("judge"),
+           "entropy_std": row.get("entropy_std_over_seeds"), "genppl_pooled_ci95": row.get("genppl_pooled_ci95"),
+           "entropy_pooled_ci95": row.get("entropy_pooled_ci95"), "judge": results.get("judge"),
            "protocol_hash": results.get("protocol_hash")}
     if "rouge" in results:
         out.update(results["rouge"])
