@@ -37,6 +37,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--compile", action="store_true", help="time elfctl's network under torch.compile")
+    ap.add_argument("--compile-mode", default=None, help="torch.compile mode, e.g. max-autotune-no-cudagraphs "
+                                                          "(inductor's own CPU GEMM templates)")
+    ap.add_argument("--freezing", action="store_true", help="with --compile: inductor freezing (weights folded as "
+                                                            "constants and prepacked for the CPU GEMM; inference)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     sys.path.insert(0, args.authors_src)
@@ -92,7 +96,11 @@ def main() -> None:
                                                  cfg_scale=1.0, self_cond_cfg_scale=3.0)
             _dlm_decode_batch(z=lat, model=theirs, t_final_val=1.0, config=cfg, self_cond_cfg_scale=3.0)
 
-    net = torch.compile(ours) if args.compile else ours
+    if args.freezing:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True
+    net = torch.compile(ours, mode=args.compile_mode) if args.compile else ours
     elf = EulerSampler(net, FlowPath(), SamplerSettings(steps=args.steps, sampler=args.sampler, gamma=gamma,
                                                         sc_cfg=3.0))
     seed = [0]
@@ -103,6 +111,11 @@ def main() -> None:
 
     run_authors()
     run_elfctl()  # warm-up (and compilation)
+    # the texts a user gets: the same token ids as the eager network's, or not (compiled kernels reorder sums)
+    eager = EulerSampler(ours, FlowPath(), elf.s)
+    same_ids = all(torch.equal(eager.sample(args.batch, args.length, C, seed=s, device=torch.device("cpu")).ids,
+                               elf.sample(args.batch, args.length, C, seed=s, device=torch.device("cpu")).ids)
+                   for s in (101, 102))
     with FlopCounterMode(display=False) as counter:
         run_elfctl()
     gflop = counter.get_total_flops() / 1e9
@@ -116,6 +129,7 @@ def main() -> None:
     a, e = statistics.median(times["authors"]), statistics.median(times["elfctl"])
     print(json.dumps({"sampler": f"{args.sampler} {args.steps}", "batch": args.batch, "length": args.length,
                       "params": sum(p.numel() for p in ours.parameters()), "compile": args.compile,
+                      "compile_mode": args.compile_mode, "freezing": args.freezing, "ids_equal_to_eager": same_ids,
                       "threads": args.threads, "authors_s": round(a, 3), "elfctl_s": round(e, 3),
                       "ratio_elfctl_over_authors": round(e / a, 3), "gflop": round(gflop, 1),
                       "gemm_gflop_per_s": round(rate, 1), "elfctl_gemm_fraction": round(gflop / e / rate, 3),

@@ -32,8 +32,10 @@ def ablate(
                                                     "format)."),
     overrides: Optional[List[str]] = typer.Argument(None, help="section.key=value overrides for every variant."),
     scale: str = typer.Option("quick", "--scale", help="quick (embedded data, CPU minutes per variant), small "
-                                                       "(embedded data, ~40 min per trained model on 2 CPU cores) or "
-                                                       "paper (the paper's recipes; needs the hub and GPUs)."),
+                                                       "(embedded data, ~40 min per trained model on 2 CPU cores), "
+                                                       "paper (the paper's recipes; needs the hub and GPUs); steps, "
+                                                       "xpred-vs-vpred and distill-steps also gpu-1h (one H100 "
+                                                       "hour per model; needs the hub)."),
     out: Path = typer.Option(Path("runs/ablate"), "--out", help="Where runs, samples, results and plots go."),
     list_: bool = typer.Option(False, "--list", help="List the built-in ablations and the spec format, and exit."),
 ) -> None:
